@@ -1,0 +1,598 @@
+//! The typed configuration file (TOML) and its pure, I/O-free validation.
+//!
+//! Parsing happens in two steps: the file into [`Config`] (unknown keys are refused), then each
+//! `[[sources]]` entry into its plugin's own typed struct by the [`Registry`](crate::Registry).
+//! Every problem is reported as a [`ConfigIssue`] naming the key, e.g.
+//! `sources[1] (wearable).format: unknown variant ...`.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Built-in simulated upstreams, for the demo only.
+    pub demo: Option<DemoConfig>,
+    /// Data sources; each entry's keys beyond [`SourceCommon`] belong to its `kind`'s plugin.
+    #[serde(default)]
+    pub sources: Vec<toml::Table>,
+    /// Download formats.
+    #[serde(default)]
+    pub exporters: ExportersConfig,
+    /// Partner authentication.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Partners allowed to call the API, each with an API key, permissions and limits.
+    #[serde(default)]
+    pub partners: Vec<PartnerConfig>,
+    /// Where partner rate limits are kept.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// The audit trail of every access to patient data.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Require a partner API key on `/v1/*`. `false` is for demos only and is logged loudly.
+    #[serde(default = "default_true")]
+    pub required: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { required: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One `[[partners]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerConfig {
+    /// Partner name (appears in the audit trail and metrics).
+    pub name: String,
+    /// Hex SHA-256 of the partner's API key; the key itself is never stored.
+    pub key_sha256: String,
+    /// Source names the partner may read; `["*"]` for all.
+    pub sources: Vec<String>,
+    /// Export formats the partner may download; `["*"]` for all enabled.
+    #[serde(default)]
+    pub formats: Vec<String>,
+    /// Sustained requests per second.
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+    /// Requests allowed at once from idle.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Requests in flight at once.
+    #[serde(default = "default_partner_concurrency")]
+    pub max_concurrency: usize,
+}
+
+fn default_rate() -> u32 {
+    100
+}
+fn default_burst() -> u32 {
+    20
+}
+fn default_partner_concurrency() -> usize {
+    32
+}
+
+/// `[rate_limit]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// `memory` (per process, the default) or `redis` (shared by every replica).
+    #[serde(default)]
+    pub backend: RateLimitBackend,
+    /// Redis URL for `backend = "redis"`; the `MEDGATE_REDIS_URL` environment variable wins.
+    pub redis_url: Option<String>,
+    /// When Redis is unreachable: `true` lets requests through (logged and counted),
+    /// `false` refuses them with 503.
+    #[serde(default = "default_true")]
+    pub fail_open: bool,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            backend: RateLimitBackend::Memory,
+            redis_url: None,
+            fail_open: true,
+        }
+    }
+}
+
+/// Rate-limit storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateLimitBackend {
+    /// In this process.
+    #[default]
+    Memory,
+    /// In Redis, through an atomic GCRA script.
+    Redis,
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The hash-chained JSON Lines file.
+    #[serde(default = "default_audit_path")]
+    pub path: std::path::PathBuf,
+    /// fdatasync each batch of entries (slower; survives power loss).
+    #[serde(default)]
+    pub fsync: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            path: default_audit_path(),
+            fsync: false,
+        }
+    }
+}
+
+fn default_audit_path() -> std::path::PathBuf {
+    "data/audit.jsonl".into()
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Most patients one export request may name.
+    #[serde(default = "default_max_export_patients")]
+    pub max_export_patients: usize,
+    /// Sources fetched at once for one export (patients are still written in the order asked).
+    #[serde(default = "default_export_concurrency")]
+    pub export_concurrency: usize,
+    /// Time budget of a data request when the partner sends no `Request-Timeout`, in ms.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Largest `Request-Timeout` a partner may ask for, in ms.
+    #[serde(default = "default_max_request_timeout_ms")]
+    pub max_request_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, in ms.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            max_export_patients: default_max_export_patients(),
+            export_concurrency: default_export_concurrency(),
+            request_timeout_ms: default_request_timeout_ms(),
+            max_request_timeout_ms: default_max_request_timeout_ms(),
+            shutdown_grace_ms: default_shutdown_grace_ms(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_export_patients() -> usize {
+    10_000
+}
+fn default_export_concurrency() -> usize {
+    8
+}
+fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_request_timeout_ms() -> u64 {
+    30_000
+}
+fn default_shutdown_grace_ms() -> u64 {
+    10_000
+}
+
+/// `[demo]`: simulated upstreams with deterministic synthetic patients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Where the simulated FHIR XML hospital system listens.
+    #[serde(default = "default_demo_his")]
+    pub his_listen: SocketAddr,
+    /// Where the simulated Open mHealth wearable cloud listens.
+    #[serde(default = "default_demo_wearable")]
+    pub wearable_listen: SocketAddr,
+    /// Patients P000001..=P{patients}.
+    #[serde(default = "default_demo_patients")]
+    pub patients: u32,
+    /// Observations per patient.
+    #[serde(default = "default_demo_observations")]
+    pub observations: u32,
+    /// An API key for a `demo` partner allowed everything; printed at start-up. Demo only.
+    pub api_key: Option<String>,
+}
+
+fn default_demo_his() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 18101))
+}
+fn default_demo_wearable() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 18102))
+}
+fn default_demo_patients() -> u32 {
+    100
+}
+fn default_demo_observations() -> u32 {
+    20
+}
+
+/// `[exporters]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportersConfig {
+    /// Format keys offered for download, e.g. `["csv", "json", "ndjson", "xlsx"]`.
+    #[serde(default = "default_enabled_formats")]
+    pub enabled: Vec<String>,
+}
+
+impl Default for ExportersConfig {
+    fn default() -> Self {
+        ExportersConfig {
+            enabled: default_enabled_formats(),
+        }
+    }
+}
+
+fn default_enabled_formats() -> Vec<String> {
+    ["csv", "json", "ndjson", "xlsx"].map(String::from).to_vec()
+}
+
+/// The keys every `[[sources]]` entry has, whatever its kind: identity and upstream protection.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SourceCommon {
+    /// Unique name, used in URLs (`/v1/data/{name}`): lowercase letters, digits, `-`, `_`.
+    pub name: String,
+    /// Plugin kind, e.g. `his-xml`.
+    pub kind: String,
+    /// Time allowed for one upstream attempt (headers and body), in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Time allowed for one request to this source, retries and back-off included, in ms.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Largest upstream body accepted, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Bulkhead: most upstream calls in flight at once; beyond it calls fail fast with 503.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// Retries of failed idempotent fetches.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// The circuit breaker.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+}
+
+impl SourceCommon {
+    /// The keys above; everything else in the entry goes to the plugin.
+    pub const KEYS: [&'static str; 8] = [
+        "name",
+        "kind",
+        "timeout_ms",
+        "deadline_ms",
+        "max_body_bytes",
+        "max_concurrency",
+        "retry",
+        "breaker",
+    ];
+}
+
+/// `[sources.retry]`: retries only for connect errors, 502/503/504 and timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included (1 = no retry).
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// First back-off, in ms; doubles per retry, with full jitter.
+    #[serde(default = "default_base_delay_ms")]
+    pub base_delay_ms: u64,
+    /// Longest back-off, in ms.
+    #[serde(default = "default_max_delay_ms")]
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts: default_attempts(),
+            base_delay_ms: default_base_delay_ms(),
+            max_delay_ms: default_max_delay_ms(),
+        }
+    }
+}
+
+/// `[sources.breaker]`: opens when the failure rate over a rolling window crosses a threshold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Failure rate (0 < r <= 1) over the window that opens the breaker.
+    #[serde(default = "default_failure_rate")]
+    pub failure_rate: f64,
+    /// Length of the rolling window, in ms.
+    #[serde(default = "default_window_ms")]
+    pub window_ms: u64,
+    /// Calls in the window before the rate is trusted.
+    #[serde(default = "default_min_calls")]
+    pub min_calls: u32,
+    /// How long the breaker stays open before a trial call, in ms.
+    #[serde(default = "default_open_ms")]
+    pub open_ms: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_rate: default_failure_rate(),
+            window_ms: default_window_ms(),
+            min_calls: default_min_calls(),
+            open_ms: default_open_ms(),
+        }
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    2_000
+}
+fn default_deadline_ms() -> u64 {
+    5_000
+}
+fn default_max_body_bytes() -> u64 {
+    32 * 1024 * 1024
+}
+fn default_max_concurrency() -> usize {
+    64
+}
+fn default_attempts() -> u32 {
+    3
+}
+fn default_base_delay_ms() -> u64 {
+    50
+}
+fn default_max_delay_ms() -> u64 {
+    1_000
+}
+fn default_failure_rate() -> f64 {
+    0.5
+}
+fn default_window_ms() -> u64 {
+    10_000
+}
+fn default_min_calls() -> u32 {
+    20
+}
+fn default_open_ms() -> u64 {
+    5_000
+}
+
+impl Config {
+    /// Parses TOML text. Does not check kinds or plugin keys; [`Registry::validate`](crate::Registry::validate) does.
+    ///
+    /// # Errors
+    /// One issue naming the key and position TOML reports.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigIssues> {
+        toml::from_str(text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .unwrap_or_default();
+            ConfigIssues(vec![ConfigIssue::new(key, e.message().trim())])
+        })
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {col}")
+}
+
+/// One problem in the config, naming where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Where: a key path such as `sources[0] (his).url`, or a file position.
+    pub key: String,
+    /// What is wrong and, where possible, what would be right.
+    pub message: String,
+}
+
+impl ConfigIssue {
+    /// An issue at `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigIssue {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found, one per line when displayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssues(pub Vec<ConfigIssue>);
+
+impl fmt::Display for ConfigIssues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigIssues {}
+
+/// Checks an `http(s)` URL template containing `{patient_id}`; for plugins' `url` keys.
+pub fn check_url_template(key: &str, template: &str) -> Vec<ConfigIssue> {
+    let mut issues = Vec::new();
+    if !template.contains("{patient_id}") {
+        issues.push(ConfigIssue::new(
+            key,
+            "must contain the placeholder {patient_id}",
+        ));
+    }
+    match url::Url::parse(&template.replace("{patient_id}", "P1")) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        Ok(u) => issues.push(ConfigIssue::new(
+            key,
+            format!(
+                "must be an http or https URL with a host, not `{}:`",
+                u.scheme()
+            ),
+        )),
+        Err(e) => issues.push(ConfigIssue::new(key, format!("is not a valid URL: {e}"))),
+    }
+    issues
+}
+
+/// Checks `[auth]`, `[[partners]]`, `[rate_limit]`, `[server]` budgets and `[demo]` against
+/// the configured source names.
+pub(crate) fn check_access(
+    config: &Config,
+    source_names: &std::collections::HashSet<String>,
+) -> Vec<ConfigIssue> {
+    let mut issues = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    let mut keys = std::collections::HashSet::new();
+    for (i, p) in config.partners.iter().enumerate() {
+        let label = format!("partners[{i}] ({})", p.name);
+        if p.name.is_empty() || !names.insert(p.name.as_str()) {
+            issues.push(ConfigIssue::new(
+                format!("{label}.name"),
+                "must be non-empty and unique",
+            ));
+        }
+        let hex_ok =
+            p.key_sha256.len() == 64 && p.key_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex_ok {
+            issues.push(ConfigIssue::new(
+                format!("{label}.key_sha256"),
+                "must be 64 hex digits (sha256sum of the API key, e.g. `printf %s KEY | sha256sum`)",
+            ));
+        } else if !keys.insert(p.key_sha256.to_ascii_lowercase()) {
+            issues.push(ConfigIssue::new(
+                format!("{label}.key_sha256"),
+                "the same key is given to another partner",
+            ));
+        }
+        for (j, s) in p.sources.iter().enumerate() {
+            if s != "*" && !source_names.contains(s) {
+                issues.push(ConfigIssue::new(
+                    format!("{label}.sources[{j}]"),
+                    format!("no source is named `{s}`"),
+                ));
+            }
+        }
+        for (j, f) in p.formats.iter().enumerate() {
+            if f != "*" && !config.exporters.enabled.contains(f) {
+                issues.push(ConfigIssue::new(
+                    format!("{label}.formats[{j}]"),
+                    format!("format `{f}` is not enabled"),
+                ));
+            }
+        }
+        if p.rate_per_second == 0 || p.burst == 0 || p.max_concurrency == 0 {
+            issues.push(ConfigIssue::new(
+                &label,
+                "rate_per_second, burst and max_concurrency must be greater than 0",
+            ));
+        }
+    }
+    let redis_env = std::env::var_os("MEDGATE_REDIS_URL").is_some();
+    if config.rate_limit.backend == RateLimitBackend::Redis
+        && config.rate_limit.redis_url.is_none()
+        && !redis_env
+    {
+        issues.push(ConfigIssue::new(
+            "rate_limit.redis_url",
+            "is required with backend = \"redis\" (or set MEDGATE_REDIS_URL)",
+        ));
+    }
+    let s = &config.server;
+    if s.request_timeout_ms == 0 || s.request_timeout_ms > s.max_request_timeout_ms {
+        issues.push(ConfigIssue::new(
+            "server.request_timeout_ms",
+            "must be greater than 0 and at most server.max_request_timeout_ms",
+        ));
+    }
+    if s.max_export_patients == 0 || s.export_concurrency == 0 {
+        issues.push(ConfigIssue::new(
+            "server",
+            "max_export_patients and export_concurrency must be greater than 0",
+        ));
+    }
+    if let Some(key) = config.demo.as_ref().and_then(|d| d.api_key.as_ref()) {
+        if key.len() < 8 {
+            issues.push(ConfigIssue::new(
+                "demo.api_key",
+                "must be at least 8 characters",
+            ));
+        }
+    }
+    issues
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_top_level_key_names_its_position() {
+        let e = Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("line 3"), "{text}");
+        assert!(text.contains("lisen"), "{text}");
+    }
+
+    #[test]
+    fn url_templates() {
+        assert!(check_url_template("url", "http://h:1/p/{patient_id}").is_empty());
+        assert_eq!(check_url_template("url", "http://h:1/p").len(), 1);
+        assert!(check_url_template("url", "ftp://h/{patient_id}")[0]
+            .message
+            .contains("http"));
+        assert!(check_url_template("url", "not a url {patient_id}")[0]
+            .message
+            .contains("valid URL"));
+    }
+}

@@ -1,0 +1,31 @@
+//! medgate-core: the contracts every other medgate crate is written against.
+//!
+//! - [`model`]: the normalized [`Observation`] every source produces and every exporter consumes.
+//! - [`source`]: the [`DataSource`] trait (one required method) and the stream it returns.
+//! - [`export`]: the [`Exporter`] trait, a streaming sink over that stream.
+//! - [`upstream`]: the [`Upstream`] port through which sources reach their HTTP upstream; the
+//!   implementation (timeouts, body caps, retries, breakers) lives in `medgate-upstream`, so
+//!   protection is written once and not per plugin.
+//! - [`config`]: the typed TOML config and its pure validation.
+//! - [`registry`]: plugin kinds and formats, and the [`Catalog`] built from the config that the
+//!   server dispatches every request through.
+//! - [`error`]: the one error enum, each variant classified so the server can map it to HTTP.
+//!
+//! Design decision: this crate knows nothing of axum or of any HTTP library. Data flows as
+//! `Stream<Item = Result<Observation>>`, so nothing here assumes a result fits in memory.
+
+pub mod config;
+pub mod error;
+pub mod export;
+pub mod model;
+pub mod registry;
+pub mod source;
+pub mod upstream;
+
+pub use config::{Config, ConfigIssue, ConfigIssues, SourceCommon};
+pub use error::{Error, ErrorClass, Result};
+pub use export::{ExportSummary, Exporter};
+pub use model::{Decimal, Observation, Value};
+pub use registry::{BuildContext, Catalog, Registry, SourceConfig, SourceHandle, SourceInfo};
+pub use source::{DataSource, FetchRequest, ObservationStream};
+pub use upstream::{CircuitState, Upstream, UpstreamBody};
