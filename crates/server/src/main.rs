@@ -1,0 +1,175 @@
+//! The `medgate` command: `serve`, `check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use medgate::startup;
+
+#[derive(Parser)]
+#[command(name = "medgate", version, about = "A gateway for clinical data")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "MEDGATE_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Config file (TOML).
+        #[arg(long, default_value = "config/medgate.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file and exit: 0 when valid, 1 with one line per problem otherwise.
+    Check {
+        /// Config file (TOML).
+        #[arg(long, default_value = "config/medgate.toml")]
+        config: PathBuf,
+    },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify a hash-chained audit file: 0 when intact, 1 naming the first bad entry.
+    Verify {
+        /// The audit file (JSON Lines).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve { config } => serve(&config),
+        Command::Audit { command: AuditCommand::Verify { file } } => verify(&file),
+    }
+}
+
+fn verify(file: &std::path::Path) -> ExitCode {
+    match medgate_audit::verify(file) {
+        Ok(report) => {
+            println!("{}: ok ({} entries, last hash {})", file.display(), report.entries, report.last_hash);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match startup::load(path) {
+        Ok(plan) => {
+            let names: Vec<_> = plan.sources().map(|s| s.name.as_str()).collect();
+            println!("{}: ok ({} sources: {})", path.display(), names.len(), names.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(path: &std::path::Path) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let plan = startup::load(path)?;
+    let listen = plan.config.server.listen;
+    let demo_key = plan.config.demo.as_ref().and_then(|d| d.api_key.clone());
+    let gateway = std::sync::Arc::new(startup::build(plan).await?);
+    let listener = startup::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    print_banner(addr, &gateway, demo_key.as_deref());
+    tokio::spawn(reload_on_sighup(gateway.clone(), path.to_owned()));
+    startup::serve(gateway, listener, startup::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGHUP: validate the file again and swap the registry atomically, or keep the old one.
+async fn reload_on_sighup(gateway: std::sync::Arc<startup::Gateway>, path: PathBuf) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
+        while hangups.recv().await.is_some() {
+            match gateway.reload(&path) {
+                Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
+                Err(e) => tracing::error!(config = %path.display(), error = %e, "configuration rejected; still serving the previous one"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (gateway, path);
+}
+
+fn print_banner(addr: std::net::SocketAddr, gateway: &startup::Gateway, demo_key: Option<&str>) {
+    let runtime = gateway.state.runtime();
+    let catalog = &runtime.catalog;
+    println!("medgate listening on http://{addr}");
+    for s in catalog.sources() {
+        println!("  source {:<12} kind {:<14} format {}", s.info.name, s.info.kind, s.info.format.as_deref().unwrap_or("-"));
+    }
+    if let Some((his, wearable)) = gateway.demo {
+        println!("DEMO MODE: simulated upstreams with synthetic patients P000001.. (HIS FHIR XML on {his}, wearable Open mHealth on {wearable})");
+    }
+    let auth = match demo_key {
+        Some(key) if runtime.access.required() => {
+            println!("Demo partner API key (demo only, printed because [demo] api_key is set): {key}");
+            format!("-H 'Authorization: Bearer {key}' ")
+        }
+        _ if !runtime.access.required() => {
+            println!("WARNING: authentication is disabled ([auth] required = false)");
+            String::new()
+        }
+        _ => "-H 'Authorization: Bearer <your API key>' ".to_owned(),
+    };
+    let first = catalog.sources().first().map_or("his", |s| s.info.name.as_str());
+    println!("Try:");
+    println!("  curl -s {auth}'http://{addr}/v1/data/{first}?patient_id=P000001'");
+    println!("  curl -s {auth}'http://{addr}/v1/patients/P000001/observations'");
+    println!("  curl -sOJ {auth}'http://{addr}/v1/export?source={first}&patient_id=P000001,P000002&format=csv'");
+}

@@ -1,0 +1,143 @@
+//! The one place where errors become HTTP responses: RFC 9457 `application/problem+json`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use medgate_core::Error;
+use serde_json::{json, Map, Value};
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// An error from a source, an exporter or the data path.
+    #[error(transparent)]
+    Core(#[from] Error),
+    /// `{source}` names no configured source.
+    #[error("unknown source `{0}`")]
+    UnknownSource(String),
+    /// `format` is not an enabled export format.
+    #[error("unsupported format `{format}`; enabled formats: {}", enabled.join(", "))]
+    UnsupportedFormat { format: String, enabled: Vec<String> },
+    /// A parameter is missing or invalid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No or an unknown API key.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The partner may not use this source or format.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Over the partner's rate or concurrency limit.
+    #[error("{detail}; retry after {retry_after} s")]
+    RateLimited { detail: &'static str, retry_after: u64 },
+    /// The audit trail could not record the access, so the data is not served.
+    #[error("the access could not be recorded in the audit trail; no data was served")]
+    AuditUnavailable,
+    /// No route matches.
+    #[error("no such resource; see /openapi.json for the API")]
+    NotFound,
+    /// A handler or plugin panicked.
+    #[error("an internal error occurred; it has been logged")]
+    Panic,
+}
+
+impl ApiError {
+    /// HTTP status of a core error.
+    pub fn status_of(e: &Error) -> StatusCode {
+        core_status(e)
+    }
+
+    /// HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Core(e) => core_status(e),
+            ApiError::UnknownSource(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::UnsupportedFormat { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Panic | ApiError::AuditUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable problem kind, used in the `type` URI and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Core(e) => e.kind(),
+            ApiError::UnknownSource(_) => "unknown-source",
+            ApiError::UnsupportedFormat { .. } => "unsupported-format",
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::NotFound => "not-found",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::RateLimited { .. } => "rate-limited",
+            ApiError::AuditUnavailable => "audit-unavailable",
+            ApiError::Panic => "internal",
+        }
+    }
+
+    /// The problem document (also embedded per source in fan-out responses).
+    pub fn problem(&self) -> Value {
+        let status = self.status();
+        let mut body = Map::new();
+        body.insert("type".into(), json!(format!("urn:medgate:problem:{}", self.kind())));
+        body.insert("title".into(), json!(status.canonical_reason().unwrap_or("Error")));
+        body.insert("status".into(), json!(status.as_u16()));
+        body.insert("detail".into(), json!(self.to_string()));
+        match self {
+            ApiError::UnsupportedFormat { enabled, .. } => {
+                body.insert("formats".into(), json!(enabled));
+            }
+            _ => {}
+        }
+        if let Some(secs) = self.retry_after() {
+            body.insert("retry_after_seconds".into(), json!(secs));
+        }
+        Value::Object(body)
+    }
+}
+
+fn core_status(e: &Error) -> StatusCode {
+    match e {
+        Error::PatientNotFound { .. } => StatusCode::NOT_FOUND,
+        Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+        Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        Error::UpstreamStatus { .. } | Error::Unreachable { .. } | Error::Malformed { .. } | Error::BodyTooLarge { .. } => {
+            StatusCode::BAD_GATEWAY
+        }
+        Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Export(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        metrics::counter!("medgate_problems_total", "kind" => self.kind()).increment(1);
+        let mut response = problem_response(self.status(), self.problem(), self.retry_after());
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"medgate\""));
+        }
+        response
+    }
+}
+
+impl ApiError {
+    /// Seconds for `Retry-After`, when the client should come back later.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Core(Error::Unavailable { retry_after: Some(d), .. }) => Some(d.as_secs_f64().ceil().max(1.0) as u64),
+            ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// A problem+json response with `status` and `body`.
+pub fn problem_response(status: StatusCode, body: Value, retry_after: Option<u64>) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    if let Some(secs) = retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}

@@ -1,0 +1,86 @@
+//! Shared application state.
+//!
+//! Everything built from one config file is a [`Runtime`], held in an `ArcSwap`: a reload
+//! (SIGHUP) validates and builds a new one and swaps it in atomically, while requests in flight
+//! keep the `Arc` of the runtime they started with.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use medgate_audit::AuditLog;
+use medgate_core::config::ServerConfig;
+use medgate_core::{Catalog, SourceHandle};
+use medgate_ratelimit::RateLimiter;
+
+use crate::access::Access;
+use crate::problem::ApiError;
+
+/// What one config builds.
+pub struct Runtime {
+    /// Sources and exporters.
+    pub catalog: Catalog,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// Partners.
+    pub access: Access,
+}
+
+impl Runtime {
+    /// The source named `name`, or the 404 problem.
+    pub fn source(&self, name: &str) -> Result<&SourceHandle, ApiError> {
+        self.catalog.source(name).ok_or_else(|| ApiError::UnknownSource(name.to_owned()))
+    }
+}
+
+/// Services that live as long as the process, whatever the config.
+pub struct Services {
+    /// Partner rate limits.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Let requests through when the limiter's backend fails.
+    pub fail_open: bool,
+    /// The audit trail.
+    pub audit: AuditLog,
+}
+
+struct Shared {
+    runtime: ArcSwap<Runtime>,
+    services: Services,
+    ready: AtomicBool,
+}
+
+/// What handlers see; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// State over a first runtime.
+    pub fn new(runtime: Runtime, services: Services) -> Self {
+        AppState(Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime), services, ready: AtomicBool::new(false) }))
+    }
+
+    /// The current runtime; hold it for the whole request.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.0.runtime.load_full()
+    }
+
+    /// Swaps in a new runtime (config reload).
+    pub fn replace(&self, runtime: Runtime) {
+        self.0.runtime.store(Arc::new(runtime));
+    }
+
+    /// Process-wide services.
+    pub fn services(&self) -> &Services {
+        &self.0.services
+    }
+
+    /// Marks the gateway ready (listener up).
+    pub fn set_ready(&self, ready: bool) {
+        self.0.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.0.ready.load(Ordering::Acquire)
+    }
+}
