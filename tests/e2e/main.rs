@@ -1,0 +1,11 @@
+//! End-to-end tests: the real medgate server on an ephemeral loopback port, in front of real
+//! HTTP upstreams on loopback (the demo's simulated HIS and wearable cloud, plus faulty
+//! upstreams built here). No trait is mocked.
+
+mod api;
+mod errors;
+mod export;
+mod faults;
+mod ops;
+mod partners;
+mod util;

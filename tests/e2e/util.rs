@@ -1,0 +1,153 @@
+//! Shared harness: upstreams on port 0, a gateway on port 0, a client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use medgate_demo::Workload;
+use tokio::net::TcpListener;
+
+/// Patients and observations per patient the test workload serves.
+pub const PATIENTS: u32 = 20;
+pub const OBS: u32 = 12;
+
+/// Serves `router` on 127.0.0.1:0 in the background; returns its address.
+pub async fn serve_router(router: Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    addr
+}
+
+/// The synthetic workload the demo upstreams serve in these tests.
+pub fn workload() -> Arc<Workload> {
+    Arc::new(Workload { patients: PATIENTS, observations: OBS, ..Workload::default() })
+}
+
+/// The API key of the `test` partner every harness config has (allowed everything).
+pub const KEY: &str = "test-key-0123456789";
+
+/// A running gateway and what it fronts.
+pub struct Gateway {
+    pub base: String,
+    /// Sends the `test` partner's key on every request.
+    pub client: reqwest::Client,
+    pub workload: Arc<Workload>,
+    /// The gateway's audit trail.
+    pub audit: std::path::PathBuf,
+    /// The config file it was started from (rewrite it and call `reload`).
+    pub config: std::path::PathBuf,
+    pub handle: Arc<medgate::startup::Gateway>,
+}
+
+impl Gateway {
+    /// GETs `path` (starting with `/`).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{}", self.base, path)).send().await.expect("request to the gateway")
+    }
+
+    /// GETs `path` and parses the JSON body, asserting the status and content type.
+    pub async fn json(&self, path: &str, status: u16, content_type: &str) -> serde_json::Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status().as_u16(), status, "status of {path}");
+        assert_eq!(header(&response, "content-type"), content_type, "content type of {path}");
+        response.json().await.expect("JSON body")
+    }
+}
+
+/// A response header as text ("" when absent).
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+}
+
+/// Starts the demo upstreams and a gateway whose config is the demo's sources, the `test`
+/// partner, plus `extra` TOML appended at the end (more `[[sources]]` or `[[partners]]`, with
+/// `{faulty}` replaced by the faulty upstream's address).
+pub async fn start(extra_sources: &str) -> Gateway {
+    start_with(extra_sources, crate::errors::faulty_upstream()).await
+}
+
+/// [`start`] with `faulty` serving `{faulty}`.
+pub async fn start_with(extra_sources: &str, faulty: Router) -> Gateway {
+    let workload = workload();
+    let his = serve_router(medgate_demo::his_router(workload.clone())).await;
+    let wearable = serve_router(medgate_demo::wearable_router(workload.clone())).await;
+    let faulty = serve_router(faulty).await;
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+max_export_patients = 50
+
+[[sources]]
+name = "his"
+kind = "his-xml"
+url = "http://{his}/fhir/Observation?patient={{patient_id}}"
+format = "fhir-r4"
+timeout_ms = 2000
+
+[[sources]]
+name = "wearable"
+kind = "wearable-json"
+url = "http://{wearable}/omh/{{patient_id}}"
+format = "openmhealth"
+
+[exporters]
+enabled = ["csv", "json", "ndjson", "xlsx"]
+
+[[partners]]
+name = "test"
+key_sha256 = "{key}"
+sources = ["*"]
+formats = ["*"]
+rate_per_second = 100000
+burst = 100000
+max_concurrency = 1000
+
+{extra}
+"#,
+        key = medgate::access::sha256_hex(KEY),
+        extra = extra_sources.replace("{faulty}", &faulty.to_string())
+    );
+    start_with_config(&config, workload).await
+}
+
+/// Starts a gateway from config text.
+pub async fn start_with_config(config: &str, workload: Arc<Workload>) -> Gateway {
+    let dir = tempdir();
+    let path = dir.join("medgate.toml");
+    let audit = dir.join("audit.jsonl");
+    let config = format!("{config}\n[audit]\npath = {:?}\n", audit.display().to_string());
+    std::fs::write(&path, config).expect("write config");
+    let plan = medgate::startup::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}"));
+    let handle = Arc::new(medgate::startup::build(plan).await.expect("build gateway"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(medgate::startup::serve(handle.clone(), listener, std::future::pending()));
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {KEY}").parse().expect("header"));
+    let client =
+        reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build().expect("client");
+    Gateway { base: format!("http://{addr}"), client, workload, audit, config: path, handle }
+}
+
+/// The audit trail's entries as JSON.
+pub fn audit_entries(gw: &Gateway) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(&gw.audit)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+/// A fresh directory under the system temp dir.
+pub fn tempdir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!("medgate-e2e-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
