@@ -20,16 +20,29 @@ async fn sources_lists_name_kind_format_and_formats() {
         .as_array()
         .expect("sources array")
         .iter()
-        .map(|s| (s["name"].as_str().unwrap().into(), s["kind"].as_str().unwrap().into(), s["format"].as_str().unwrap().into()))
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().into(),
+                s["kind"].as_str().unwrap().into(),
+                s["format"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         sources,
         vec![
             ("his".into(), "his-xml".into(), "fhir-r4".into()),
-            ("wearable".into(), "wearable-json".into(), "openmhealth".into())
+            (
+                "wearable".into(),
+                "wearable-json".into(),
+                "openmhealth".into()
+            )
         ]
     );
-    assert_eq!(body["formats"], serde_json::json!(["csv", "json", "ndjson", "xlsx"]));
+    assert_eq!(
+        body["formats"],
+        serde_json::json!(["csv", "json", "ndjson", "xlsx"])
+    );
 }
 
 #[tokio::test]
@@ -44,7 +57,9 @@ async fn his_rows_equal_the_workload_exactly_with_written_precision() {
         let body: OneSource = serde_json::from_str(&text).expect("normalized JSON shape");
         assert_eq!(body.source, "his");
         assert_eq!(body.patient_id, pid);
-        let expected: Vec<Observation> = (0..OBS).map(|j| gw.workload.observation(index, j)).collect();
+        let expected: Vec<Observation> = (0..OBS)
+            .map(|j| gw.workload.observation(index, j))
+            .collect();
         assert_eq!(body.observations, expected);
         assert!(text.contains("+08:00"), "offsets kept");
     }
@@ -61,14 +76,28 @@ async fn his_rows_equal_the_workload_exactly_with_written_precision() {
         })
         .expect("the workload has a value written with a trailing zero");
     let pid = medgate_demo::patient_id(index);
-    let text = gw.get(&format!("/v1/data/his?patient_id={pid}")).await.text().await.unwrap();
-    assert!(text.contains(&format!("\"value\":{fixed},")), "{fixed} kept verbatim");
+    let text = gw
+        .get(&format!("/v1/data/his?patient_id={pid}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!("\"value\":{fixed},")),
+        "{fixed} kept verbatim"
+    );
 }
 
 #[tokio::test]
 async fn wearable_rows_are_normalized_open_mhealth() {
     let gw = start("").await;
-    let body = gw.json("/v1/data/wearable?patient_id=P000002", 200, "application/json").await;
+    let body = gw
+        .json(
+            "/v1/data/wearable?patient_id=P000002",
+            200,
+            "application/json",
+        )
+        .await;
     let rows = body["observations"].as_array().expect("observations");
     assert_eq!(rows.len(), OBS as usize);
     let heart = &rows[0];
@@ -87,7 +116,9 @@ async fn wearable_rows_are_normalized_open_mhealth() {
 #[tokio::test]
 async fn patient_fan_out_merges_every_source_with_statuses() {
     let gw = start("").await;
-    let body = gw.json("/v1/patients/P000003/observations", 200, "application/json").await;
+    let body = gw
+        .json("/v1/patients/P000003/observations", 200, "application/json")
+        .await;
     assert_eq!(body["patient_id"], "P000003");
     let statuses = body["sources"].as_array().unwrap();
     assert_eq!(statuses.len(), 2);
@@ -97,21 +128,39 @@ async fn patient_fan_out_merges_every_source_with_statuses() {
     }
     let rows = body["observations"].as_array().unwrap();
     assert_eq!(rows.len(), 2 * OBS as usize);
-    assert_eq!(rows.iter().filter(|r| r["source"] == "his").count(), OBS as usize);
-    assert_eq!(rows.iter().filter(|r| r["source"] == "wearable").count(), OBS as usize);
+    assert_eq!(
+        rows.iter().filter(|r| r["source"] == "his").count(),
+        OBS as usize
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r["source"] == "wearable").count(),
+        OBS as usize
+    );
 }
 
 #[tokio::test]
 async fn request_id_is_echoed_or_generated() {
     let gw = start("").await;
-    let response = gw.client.get(format!("{}/v1/sources", gw.base)).header("x-request-id", "abc-123").send().await.unwrap();
+    let response = gw
+        .client
+        .get(format!("{}/v1/sources", gw.base))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(header(&response, "x-request-id"), "abc-123");
     let generated = header(&gw.get("/v1/sources").await, "x-request-id");
     let again = header(&gw.get("/v1/sources").await, "x-request-id");
     assert!(!generated.is_empty());
     assert_ne!(generated, again);
     // A hostile id (control characters would forge log lines) is replaced.
-    let response = gw.client.get(format!("{}/v1/sources", gw.base)).header("x-request-id", "a".repeat(300)).send().await.unwrap();
+    let response = gw
+        .client
+        .get(format!("{}/v1/sources", gw.base))
+        .header("x-request-id", "a".repeat(300))
+        .send()
+        .await
+        .unwrap();
     assert_ne!(header(&response, "x-request-id"), "a".repeat(300));
 }
 
@@ -119,8 +168,17 @@ async fn request_id_is_echoed_or_generated() {
 async fn openapi_describes_every_route_and_the_record_shape() {
     let gw = start("").await;
     let doc = gw.json("/openapi.json", 200, "application/json").await;
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
-    for path in ["/v1/sources", "/v1/data/{source}", "/v1/patients/{patient_id}/observations", "/v1/export"] {
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    for path in [
+        "/v1/sources",
+        "/v1/data/{source}",
+        "/v1/patients/{patient_id}/observations",
+        "/v1/export",
+    ] {
         assert!(doc["paths"][path]["get"].is_object(), "{path} documented");
     }
     let props: Vec<&str> = doc["components"]["schemas"]["Observation"]["properties"]
@@ -133,8 +191,15 @@ async fn openapi_describes_every_route_and_the_record_shape() {
     let mut props_sorted = props.clone();
     columns.sort_unstable();
     props_sorted.sort_unstable();
-    assert_eq!(props_sorted, columns, "the documented record is the served record");
-    let export_params: Vec<&str> =
-        doc["paths"]["/v1/export"]["get"]["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        props_sorted, columns,
+        "the documented record is the served record"
+    );
+    let export_params: Vec<&str> = doc["paths"]["/v1/export"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(export_params, vec!["source", "patient_id", "format"]);
 }

@@ -75,7 +75,13 @@ format = "fhir-r4"
 async fn problem(gw: &crate::util::Gateway, path: &str, status: u16) -> String {
     let body = gw.json(path, status, PROBLEM).await;
     assert_eq!(body["status"], status, "{body}");
-    assert!(body["type"].as_str().unwrap().starts_with("urn:medgate:problem:"), "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:medgate:problem:"),
+        "{body}"
+    );
     assert!(body["title"].is_string());
     body["detail"].as_str().expect("detail").to_owned()
 }
@@ -108,38 +114,79 @@ async fn unknown_patient_is_404_naming_the_source() {
 async fn upstream_failures_map_to_502_and_504() {
     let gw = start(FAULTY_SOURCES).await;
     let detail = problem(&gw, "/v1/data/broken?patient_id=P000001", 502).await;
-    assert!(detail.contains("source broken answered HTTP 500"), "{detail}");
+    assert!(
+        detail.contains("source broken answered HTTP 500"),
+        "{detail}"
+    );
 
     let started = Instant::now();
     let detail = problem(&gw, "/v1/data/slow?patient_id=P000001", 504).await;
     let took = started.elapsed();
-    assert!(detail.contains("source slow did not answer within"), "{detail}");
-    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "timed out after {took:?}");
+    assert!(
+        detail.contains("source slow did not answer within"),
+        "{detail}"
+    );
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "timed out after {took:?}"
+    );
 
     let detail = problem(&gw, "/v1/data/garbled?patient_id=P000001", 502).await;
-    assert!(detail.contains("malformed payload") && detail.contains("line"), "names the position: {detail}");
+    assert!(
+        detail.contains("malformed payload") && detail.contains("line"),
+        "names the position: {detail}"
+    );
 
     let detail = problem(&gw, "/v1/data/laughs?patient_id=P000001", 502).await;
-    assert!(detail.contains("DOCTYPE"), "entities refused, not expanded: {detail}");
+    assert!(
+        detail.contains("DOCTYPE"),
+        "entities refused, not expanded: {detail}"
+    );
 
     let detail = problem(&gw, "/v1/data/badjson?patient_id=P000001", 502).await;
-    assert!(detail.contains("malformed payload") && detail.contains("line 1"), "{detail}");
+    assert!(
+        detail.contains("malformed payload") && detail.contains("line 1"),
+        "{detail}"
+    );
 
     let detail = problem(&gw, "/v1/data/down?patient_id=P000001", 502).await;
     assert!(detail.contains("source down is unreachable"), "{detail}");
-    assert!(!detail.contains("P000001"), "no patient id in error details: {detail}");
+    assert!(
+        !detail.contains("P000001"),
+        "no patient id in error details: {detail}"
+    );
 }
 
 #[tokio::test]
 async fn one_failing_source_gives_partial_results_not_a_failed_request() {
     let gw = start(FAULTY_SOURCES).await;
     let started = Instant::now();
-    let body = gw.json("/v1/patients/P000001/observations", 200, "application/json").await;
-    assert!(started.elapsed() < Duration::from_secs(3), "the hung source is cut at its timeout");
-    let status = |name: &str| body["sources"].as_array().unwrap().iter().find(|s| s["source"] == name).cloned().unwrap();
+    let body = gw
+        .json("/v1/patients/P000001/observations", 200, "application/json")
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the hung source is cut at its timeout"
+    );
+    let status = |name: &str| {
+        body["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["source"] == name)
+            .cloned()
+            .unwrap()
+    };
     assert_eq!(status("his")["status"], "ok");
     assert_eq!(status("wearable")["status"], "ok");
-    for (name, code) in [("broken", 502), ("slow", 504), ("garbled", 502), ("laughs", 502), ("badjson", 502), ("down", 502)] {
+    for (name, code) in [
+        ("broken", 502),
+        ("slow", 504),
+        ("garbled", 502),
+        ("laughs", 502),
+        ("badjson", 502),
+        ("down", 502),
+    ] {
         let s = status(name);
         assert_eq!(s["status"], "error", "{s}");
         assert_eq!(s["error"]["status"], code, "{s}");
@@ -152,7 +199,9 @@ async fn one_failing_source_gives_partial_results_not_a_failed_request() {
 #[tokio::test]
 async fn every_source_failing_is_a_problem_with_each_status() {
     let gw = start("").await;
-    let body = gw.json("/v1/patients/P999999/observations", 404, PROBLEM).await;
+    let body = gw
+        .json("/v1/patients/P999999/observations", 404, PROBLEM)
+        .await;
     assert_eq!(body["detail"], "patient not found in any source");
     assert_eq!(body["sources"].as_array().unwrap().len(), 2);
 }

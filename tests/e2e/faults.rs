@@ -65,16 +65,25 @@ fn bytes_of(text: &str) -> axum::body::Bytes {
     axum::body::Bytes::from(text.to_owned())
 }
 
-async fn status_route(State(s): State<Arc<Upstream>>, axum::extract::Path((code, _)): axum::extract::Path<(u16, String)>) -> Response {
+async fn status_route(
+    State(s): State<Arc<Upstream>>,
+    axum::extract::Path((code, _)): axum::extract::Path<(u16, String)>,
+) -> Response {
     s.calls.fetch_add(1, Ordering::SeqCst);
-    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+    StatusCode::from_u16(code)
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        .into_response()
 }
 
 async fn breaker_route(State(s): State<Arc<Upstream>>) -> Response {
     s.calls.fetch_add(1, Ordering::SeqCst);
     if s.healthy.load(Ordering::SeqCst) {
         let workload = crate::util::workload();
-        ([(header::CONTENT_TYPE, "application/fhir+xml")], workload.fhir_bundle(0)).into_response()
+        (
+            [(header::CONTENT_TYPE, "application/fhir+xml")],
+            workload.fhir_bundle(0),
+        )
+            .into_response()
     } else {
         StatusCode::INTERNAL_SERVER_ERROR.into_response()
     }
@@ -85,7 +94,11 @@ async fn flaky_route(State(s): State<Arc<Upstream>>) -> Response {
     if n < 2 {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    ([(header::CONTENT_TYPE, "application/fhir+xml")], crate::util::workload().fhir_bundle(0)).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/fhir+xml")],
+        crate::util::workload().fhir_bundle(0),
+    )
+        .into_response()
 }
 
 fn source(name: &str, route: &str, extra: &str) -> String {
@@ -103,61 +116,135 @@ async fn status_and_detail(gw: &Gateway, path: &str) -> (u16, String, Duration) 
     let response = gw.get(path).await;
     let status = response.status().as_u16();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
-    (status, body["detail"].as_str().unwrap_or_default().to_owned(), started.elapsed())
+    (
+        status,
+        body["detail"].as_str().unwrap_or_default().to_owned(),
+        started.elapsed(),
+    )
 }
 
 #[tokio::test]
 async fn a_trickling_body_still_ends_at_the_deadline() {
-    let (gw, _) = start_hostile(&[source("trickle", "trickle", "timeout_ms = 500\nretry = { attempts = 1 }")]).await;
-    let (status, detail, took) = status_and_detail(&gw, "/v1/data/trickle?patient_id=P000001").await;
+    let (gw, _) = start_hostile(&[source(
+        "trickle",
+        "trickle",
+        "timeout_ms = 500\nretry = { attempts = 1 }",
+    )])
+    .await;
+    let (status, detail, took) =
+        status_and_detail(&gw, "/v1/data/trickle?patient_id=P000001").await;
     assert_eq!(status, 504, "{detail}");
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_partner_can_ask_for_a_shorter_budget() {
-    let (gw, _) = start_hostile(&[source("hang", "hang", "timeout_ms = 10000\ndeadline_ms = 20000")]).await;
+    let (gw, _) = start_hostile(&[source(
+        "hang",
+        "hang",
+        "timeout_ms = 10000\ndeadline_ms = 20000",
+    )])
+    .await;
     let started = Instant::now();
-    let response = gw.client.get(format!("{}/v1/data/hang?patient_id=P000001", gw.base)).header("request-timeout", "300ms").send().await.unwrap();
+    let response = gw
+        .client
+        .get(format!("{}/v1/data/hang?patient_id=P000001", gw.base))
+        .header("request-timeout", "300ms")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 504);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-    let bad = gw.client.get(format!("{}/v1/data/hang?patient_id=P000001", gw.base)).header("request-timeout", "soon").send().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let bad = gw
+        .client
+        .get(format!("{}/v1/data/hang?patient_id=P000001", gw.base))
+        .header("request-timeout", "soon")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
 
     // The fan-out answers within the budget with partial results.
     let started = Instant::now();
-    let response = gw.client.get(format!("{}/v1/patients/P000001/observations", gw.base)).header("request-timeout", "400").send().await.unwrap();
+    let response = gw
+        .client
+        .get(format!("{}/v1/patients/P000001/observations", gw.base))
+        .header("request-timeout", "400")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(started.elapsed() < Duration::from_secs(3));
     let body: serde_json::Value = response.json().await.unwrap();
-    let hang = body["sources"].as_array().unwrap().iter().find(|s| s["source"] == "hang").unwrap().clone();
+    let hang = body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "hang")
+        .unwrap()
+        .clone();
     assert_eq!(hang["error"]["status"], 504);
-    assert_eq!(body["observations"].as_array().unwrap().len(), 2 * crate::util::OBS as usize);
+    assert_eq!(
+        body["observations"].as_array().unwrap().len(),
+        2 * crate::util::OBS as usize
+    );
 }
 
 #[tokio::test]
 async fn retries_only_retryable_failures_and_stop_at_the_limit() {
     let retry = "retry = { attempts = 3, base_delay_ms = 10, max_delay_ms = 50 }";
     let (gw, up) = start_hostile(&[source("s500", "status/500", retry)]).await;
-    assert_eq!(status_and_detail(&gw, "/v1/data/s500?patient_id=P000001").await.0, 502);
+    assert_eq!(
+        status_and_detail(&gw, "/v1/data/s500?patient_id=P000001")
+            .await
+            .0,
+        502
+    );
     assert_eq!(up.calls.load(Ordering::SeqCst), 1, "500 is not retried");
 
     let (gw, up) = start_hostile(&[source("s503", "status/503", retry)]).await;
-    assert_eq!(status_and_detail(&gw, "/v1/data/s503?patient_id=P000001").await.0, 502);
-    assert_eq!(up.calls.load(Ordering::SeqCst), 3, "503 is retried, 3 attempts in all");
+    assert_eq!(
+        status_and_detail(&gw, "/v1/data/s503?patient_id=P000001")
+            .await
+            .0,
+        502
+    );
+    assert_eq!(
+        up.calls.load(Ordering::SeqCst),
+        3,
+        "503 is retried, 3 attempts in all"
+    );
 
     let (gw, up) = start_hostile(&[source("s404", "status/404", retry)]).await;
-    assert_eq!(status_and_detail(&gw, "/v1/data/s404?patient_id=P000001").await.0, 404);
+    assert_eq!(
+        status_and_detail(&gw, "/v1/data/s404?patient_id=P000001")
+            .await
+            .0,
+        404
+    );
     assert_eq!(up.calls.load(Ordering::SeqCst), 1);
 
     let (gw, up) = start_hostile(&[source("flaky", "flaky", retry)]).await;
     let response = gw.get("/v1/data/flaky?patient_id=P000001").await;
     assert_eq!(response.status(), 200, "two 503s then success");
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["observations"].as_array().unwrap().len(), crate::util::OBS as usize);
+    assert_eq!(
+        body["observations"].as_array().unwrap().len(),
+        crate::util::OBS as usize
+    );
     assert_eq!(up.calls.load(Ordering::SeqCst), 3);
     let metrics = gw.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("medgate_upstream_retries_total{source=\"flaky\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("medgate_upstream_retries_total{source=\"flaky\"} 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -191,8 +278,8 @@ async fn huge_and_hostile_payloads_are_refused_fast() {
         source("chunked", "huge-chunked", cap),
         source("xxe", "xxe", ""),
         source("deep", "deep", ""),
-        format!("[[sources]]\nname = \"deepjson\"\nkind = \"wearable-json\"\nurl = \"http://{{faulty}}/deepjson/{{patient_id}}\"\nformat = \"openmhealth\"\n"),
-        format!("[[sources]]\nname = \"notjson\"\nkind = \"wearable-json\"\nurl = \"http://{{faulty}}/notjson/{{patient_id}}\"\nformat = \"openmhealth\"\n"),
+        "[[sources]]\nname = \"deepjson\"\nkind = \"wearable-json\"\nurl = \"http://{faulty}/deepjson/{patient_id}\"\nformat = \"openmhealth\"\n".to_string(),
+        "[[sources]]\nname = \"notjson\"\nkind = \"wearable-json\"\nurl = \"http://{faulty}/notjson/{patient_id}\"\nformat = \"openmhealth\"\n".to_string(),
     ])
     .await;
     for (name, wanted) in [
@@ -203,9 +290,13 @@ async fn huge_and_hostile_payloads_are_refused_fast() {
         ("deepjson", "recursion limit"),
         ("notjson", "line 1"),
     ] {
-        let (status, detail, took) = status_and_detail(&gw, &format!("/v1/data/{name}?patient_id=P000001")).await;
+        let (status, detail, took) =
+            status_and_detail(&gw, &format!("/v1/data/{name}?patient_id=P000001")).await;
         assert_eq!(status, 502, "{name}: {detail}");
-        assert!(detail.contains(wanted), "{name}: wanted `{wanted}` in `{detail}`");
+        assert!(
+            detail.contains(wanted),
+            "{name}: wanted `{wanted}` in `{detail}`"
+        );
         assert!(took < Duration::from_secs(5), "{name} took {took:?}");
     }
 }
@@ -215,34 +306,72 @@ async fn the_breaker_opens_fails_fast_then_closes_after_a_good_trial() {
     let breaker = "retry = { attempts = 1 }\nbreaker = { failure_rate = 0.5, min_calls = 4, window_ms = 10000, open_ms = 400 }";
     let (gw, up) = start_hostile(&[source("brk", "breaker", breaker)]).await;
     for _ in 0..4 {
-        assert_eq!(status_and_detail(&gw, "/v1/data/brk?patient_id=P000001").await.0, 502);
+        assert_eq!(
+            status_and_detail(&gw, "/v1/data/brk?patient_id=P000001")
+                .await
+                .0,
+            502
+        );
     }
     let response = gw.get("/v1/data/brk?patient_id=P000001").await;
     assert_eq!(response.status(), 503, "open: fail fast");
     assert_eq!(header_of(&response, "retry-after"), "1");
-    assert_eq!(up.calls.load(Ordering::SeqCst), 4, "no call reached the upstream while open");
+    assert_eq!(
+        up.calls.load(Ordering::SeqCst),
+        4,
+        "no call reached the upstream while open"
+    );
     let sources: serde_json::Value = gw.get("/v1/sources").await.json().await.unwrap();
-    let brk = sources["sources"].as_array().unwrap().iter().find(|s| s["name"] == "brk").unwrap().clone();
+    let brk = sources["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "brk")
+        .unwrap()
+        .clone();
     assert_eq!(brk["circuit"], "open");
-    assert!(gw.get("/metrics").await.text().await.unwrap().contains("medgate_breaker_state{source=\"brk\"} 2"));
+    assert!(gw
+        .get("/metrics")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("medgate_breaker_state{source=\"brk\"} 2"));
 
     up.healthy.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(gw.get("/v1/data/brk?patient_id=P000001").await.status(), 200, "half-open trial succeeds");
+    assert_eq!(
+        gw.get("/v1/data/brk?patient_id=P000001").await.status(),
+        200,
+        "half-open trial succeeds"
+    );
     let sources: serde_json::Value = gw.get("/v1/sources").await.json().await.unwrap();
-    let brk = sources["sources"].as_array().unwrap().iter().find(|s| s["name"] == "brk").unwrap().clone();
+    let brk = sources["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "brk")
+        .unwrap()
+        .clone();
     assert_eq!(brk["circuit"], "closed");
 }
 
 #[tokio::test]
 async fn the_bulkhead_fails_fast_beyond_its_capacity() {
-    let (gw, _) = start_hostile(&[source("hang", "hang", "timeout_ms = 1500\nmax_concurrency = 2\nretry = { attempts = 1 }")]).await;
+    let (gw, _) = start_hostile(&[source(
+        "hang",
+        "hang",
+        "timeout_ms = 1500\nmax_concurrency = 2\nretry = { attempts = 1 }",
+    )])
+    .await;
     let gw = Arc::new(gw);
     // Collected, so all six are in flight at once (a lazy map would spawn one per await).
     let calls: Vec<_> = (0..6)
         .map(|_| {
             let gw = gw.clone();
-            tokio::spawn(async move { status_and_detail(&gw, "/v1/data/hang?patient_id=P000001").await })
+            tokio::spawn(
+                async move { status_and_detail(&gw, "/v1/data/hang?patient_id=P000001").await },
+            )
         })
         .collect();
     let mut results = Vec::new();
@@ -253,14 +382,23 @@ async fn the_bulkhead_fails_fast_beyond_its_capacity() {
     let timed_out: Vec<_> = results.iter().filter(|r| r.0 == 504).collect();
     assert_eq!((rejected.len(), timed_out.len()), (4, 2), "{results:?}");
     for r in rejected {
-        assert!(r.2 < Duration::from_millis(1000), "rejections are immediate: {:?}", r.2);
+        assert!(
+            r.2 < Duration::from_millis(1000),
+            "rejections are immediate: {:?}",
+            r.2
+        );
         assert!(r.1.contains("too many concurrent calls"), "{}", r.1);
     }
 }
 
 #[tokio::test]
 async fn a_healthy_source_keeps_its_speed_while_another_hangs() {
-    let (gw, _) = start_hostile(&[source("hang", "hang", "timeout_ms = 3000\nmax_concurrency = 64\nretry = { attempts = 1 }")]).await;
+    let (gw, _) = start_hostile(&[source(
+        "hang",
+        "hang",
+        "timeout_ms = 3000\nmax_concurrency = 64\nretry = { attempts = 1 }",
+    )])
+    .await;
     let gw = Arc::new(gw);
     let baseline = median_latency(&gw, 40).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -280,7 +418,10 @@ async fn a_healthy_source_keeps_its_speed_while_another_hangs() {
         l.abort();
     }
     let bound = (baseline * 5).max(Duration::from_millis(100));
-    assert!(under_failure <= bound, "healthy p50 {under_failure:?} vs {baseline:?} without the failing source");
+    assert!(
+        under_failure <= bound,
+        "healthy p50 {under_failure:?} vs {baseline:?} without the failing source"
+    );
 }
 
 async fn median_latency(gw: &Gateway, n: usize) -> Duration {

@@ -8,8 +8,14 @@ use crate::util::start;
 #[tokio::test]
 async fn metrics_expose_requests_latency_upstreams_and_breakers() {
     let gw = start("").await;
-    assert_eq!(gw.get("/v1/data/his?patient_id=P000001").await.status(), 200);
-    assert_eq!(gw.get("/v1/data/his?patient_id=P999999").await.status(), 404);
+    assert_eq!(
+        gw.get("/v1/data/his?patient_id=P000001").await.status(),
+        200
+    );
+    assert_eq!(
+        gw.get("/v1/data/his?patient_id=P999999").await.status(),
+        404
+    );
     let response = gw.get("/metrics").await;
     assert_eq!(response.status(), 200);
     assert!(crate::util::header(&response, "content-type").starts_with("text/plain"));
@@ -53,15 +59,31 @@ async fn reload_swaps_a_valid_config_and_keeps_the_old_one_on_error() {
     assert_eq!(names, vec!["his", "wearable", "his2"]);
 
     std::fs::write(&gw.config, original.replace("his-xml", "no-such-kind")).unwrap();
-    let error = gw.handle.reload(&gw.config).expect_err("invalid config is rejected").to_string();
+    let error = gw
+        .handle
+        .reload(&gw.config)
+        .expect_err("invalid config is rejected")
+        .to_string();
     assert!(error.contains("unknown kind `no-such-kind`"), "{error}");
-    assert_eq!(source_names(&gw).await, vec!["his", "wearable", "his2"], "the old registry keeps serving");
-    assert_eq!(gw.get("/v1/data/his?patient_id=P000001").await.status(), 200);
+    assert_eq!(
+        source_names(&gw).await,
+        vec!["his", "wearable", "his2"],
+        "the old registry keeps serving"
+    );
+    assert_eq!(
+        gw.get("/v1/data/his?patient_id=P000001").await.status(),
+        200
+    );
 }
 
 async fn source_names(gw: &crate::util::Gateway) -> Vec<String> {
     let body: serde_json::Value = gw.get("/v1/sources").await.json().await.unwrap();
-    body["sources"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_owned()).collect()
+    body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -85,21 +107,41 @@ async fn graceful_shutdown_finishes_in_flight_requests_then_stops() {
         dir.join("audit.jsonl").display().to_string()
     );
     std::fs::write(&path, config).unwrap();
-    let gateway = Arc::new(medgate::startup::build(medgate::startup::load(&path).unwrap()).await.unwrap());
+    let gateway = Arc::new(
+        medgate::startup::build(medgate::startup::load(&path).unwrap())
+            .await
+            .unwrap(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(medgate::startup::serve(gateway, listener, async {
         let _ = stop_rx.await;
     }));
-    let in_flight = tokio::spawn(reqwest::get(format!("http://{addr}/v1/data/slow?patient_id=P000001")));
+    let in_flight = tokio::spawn(reqwest::get(format!(
+        "http://{addr}/v1/data/slow?patient_id=P000001"
+    )));
     tokio::time::sleep(Duration::from_millis(150)).await;
     let stopped_at = Instant::now();
     stop_tx.send(()).unwrap();
-    let response = in_flight.await.unwrap().expect("the in-flight request is answered");
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["observations"].as_array().unwrap().len(), crate::util::OBS as usize);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["observations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        crate::util::OBS as usize
+    );
     server.await.unwrap().expect("serve returns cleanly");
     assert!(stopped_at.elapsed() < Duration::from_secs(5));
-    assert!(reqwest::get(format!("http://{addr}/healthz")).await.is_err(), "no longer accepting");
+    assert!(
+        reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .is_err(),
+        "no longer accepting"
+    );
 }

@@ -46,8 +46,14 @@ async fn missing_or_unknown_keys_are_401_with_a_challenge() {
     for key in [None, Some("wrong-key"), Some("")] {
         let response = get_as(&gw, key, "/v1/data/his?patient_id=P000001").await;
         assert_eq!(response.status(), 401, "{key:?}");
-        assert_eq!(header(&response, "www-authenticate"), "Bearer realm=\"medgate\"");
-        assert_eq!(header(&response, "content-type"), "application/problem+json");
+        assert_eq!(
+            header(&response, "www-authenticate"),
+            "Bearer realm=\"medgate\""
+        );
+        assert_eq!(
+            header(&response, "content-type"),
+            "application/problem+json"
+        );
     }
     let response = reqwest::Client::new()
         .get(format!("{}/v1/sources", gw.base))
@@ -65,23 +71,46 @@ async fn missing_or_unknown_keys_are_401_with_a_challenge() {
 #[tokio::test]
 async fn a_partner_sees_and_reads_only_what_it_is_allowed() {
     let gw = start_acme().await;
-    let body: serde_json::Value = get_as(&gw, Some(ACME_KEY), "/v1/sources").await.json().await.unwrap();
-    let names: Vec<&str> = body["sources"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let body: serde_json::Value = get_as(&gw, Some(ACME_KEY), "/v1/sources")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["his"]);
 
     let forbidden = get_as(&gw, Some(ACME_KEY), "/v1/data/wearable?patient_id=P000001").await;
     assert_eq!(forbidden.status(), 403);
     let problem: serde_json::Value = forbidden.json().await.unwrap();
-    assert_eq!(problem["detail"], "partner acme may not read source wearable");
+    assert_eq!(
+        problem["detail"],
+        "partner acme may not read source wearable"
+    );
 
-    let forbidden = get_as(&gw, Some(ACME_KEY), "/v1/export?source=his&patient_id=P000001&format=xlsx").await;
+    let forbidden = get_as(
+        &gw,
+        Some(ACME_KEY),
+        "/v1/export?source=his&patient_id=P000001&format=xlsx",
+    )
+    .await;
     assert_eq!(forbidden.status(), 403);
     let problem: serde_json::Value = forbidden.json().await.unwrap();
-    assert_eq!(problem["detail"], "partner acme may not download format xlsx");
+    assert_eq!(
+        problem["detail"],
+        "partner acme may not download format xlsx"
+    );
 
     // The fan-out only includes the sources the partner may read.
-    let body: serde_json::Value =
-        get_as(&gw, Some(ACME_KEY), "/v1/patients/P000001/observations").await.json().await.unwrap();
+    let body: serde_json::Value = get_as(&gw, Some(ACME_KEY), "/v1/patients/P000001/observations")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["sources"].as_array().unwrap().len(), 1);
 }
 
@@ -99,34 +128,79 @@ async fn over_the_rate_limit_is_429_with_retry_after() {
     // Another partner is unaffected.
     assert_eq!(gw.get("/v1/sources").await.status(), 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(get_as(&gw, Some(SLOW_KEY), "/v1/sources").await.status(), 200, "the bucket refills");
+    assert_eq!(
+        get_as(&gw, Some(SLOW_KEY), "/v1/sources").await.status(),
+        200,
+        "the bucket refills"
+    );
     let metrics = get_as(&gw, None, "/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("medgate_rate_limit_rejections_total{partner=\"slowpoke\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("medgate_rate_limit_rejections_total{partner=\"slowpoke\"} 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn every_data_access_is_audited_before_the_answer_and_the_chain_verifies() {
     let gw = start("").await;
-    assert_eq!(gw.get("/v1/data/his?patient_id=P000002").await.status(), 200);
-    assert_eq!(gw.get("/v1/data/his?patient_id=P999999").await.status(), 404);
-    assert_eq!(gw.get("/v1/patients/P000003/observations").await.status(), 200);
-    let csv = gw.get("/v1/export?source=his&patient_id=P000001,P000004&format=csv").await;
+    assert_eq!(
+        gw.get("/v1/data/his?patient_id=P000002").await.status(),
+        200
+    );
+    assert_eq!(
+        gw.get("/v1/data/his?patient_id=P999999").await.status(),
+        404
+    );
+    assert_eq!(
+        gw.get("/v1/patients/P000003/observations").await.status(),
+        200
+    );
+    let csv = gw
+        .get("/v1/export?source=his&patient_id=P000001,P000004&format=csv")
+        .await;
     assert_eq!(csv.status(), 200);
     csv.bytes().await.unwrap();
     let entries = audit_entries(&gw);
     assert_eq!(entries.len(), 4, "{entries:#?}");
     let summary: Vec<(String, serde_json::Value, u64, u64)> = entries
         .iter()
-        .map(|e| (e["route"].as_str().unwrap().to_owned(), e["patient_ids"].clone(), e["records"].as_u64().unwrap(), e["status"].as_u64().unwrap()))
+        .map(|e| {
+            (
+                e["route"].as_str().unwrap().to_owned(),
+                e["patient_ids"].clone(),
+                e["records"].as_u64().unwrap(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
         .collect();
     let obs = u64::from(crate::util::OBS);
     assert_eq!(
         summary,
         vec![
-            ("/v1/data/{source}".into(), serde_json::json!(["P000002"]), obs, 200),
-            ("/v1/data/{source}".into(), serde_json::json!(["P999999"]), 0, 404),
-            ("/v1/patients/{patient_id}/observations".into(), serde_json::json!(["P000003"]), 2 * obs, 200),
-            ("/v1/export".into(), serde_json::json!(["P000001", "P000004"]), 2 * obs, 200),
+            (
+                "/v1/data/{source}".into(),
+                serde_json::json!(["P000002"]),
+                obs,
+                200
+            ),
+            (
+                "/v1/data/{source}".into(),
+                serde_json::json!(["P999999"]),
+                0,
+                404
+            ),
+            (
+                "/v1/patients/{patient_id}/observations".into(),
+                serde_json::json!(["P000003"]),
+                2 * obs,
+                200
+            ),
+            (
+                "/v1/export".into(),
+                serde_json::json!(["P000001", "P000004"]),
+                2 * obs,
+                200
+            ),
         ]
     );
     for e in &entries {

@@ -14,7 +14,9 @@ pub const OBS: u32 = 12;
 
 /// Serves `router` on 127.0.0.1:0 in the background; returns its address.
 pub async fn serve_router(router: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
@@ -24,7 +26,11 @@ pub async fn serve_router(router: Router) -> SocketAddr {
 
 /// The synthetic workload the demo upstreams serve in these tests.
 pub fn workload() -> Arc<Workload> {
-    Arc::new(Workload { patients: PATIENTS, observations: OBS, ..Workload::default() })
+    Arc::new(Workload {
+        patients: PATIENTS,
+        observations: OBS,
+        ..Workload::default()
+    })
 }
 
 /// The API key of the `test` partner every harness config has (allowed everything).
@@ -46,21 +52,34 @@ pub struct Gateway {
 impl Gateway {
     /// GETs `path` (starting with `/`).
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{}", self.base, path)).send().await.expect("request to the gateway")
+        self.client
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .expect("request to the gateway")
     }
 
     /// GETs `path` and parses the JSON body, asserting the status and content type.
     pub async fn json(&self, path: &str, status: u16, content_type: &str) -> serde_json::Value {
         let response = self.get(path).await;
         assert_eq!(response.status().as_u16(), status, "status of {path}");
-        assert_eq!(header(&response, "content-type"), content_type, "content type of {path}");
+        assert_eq!(
+            header(&response, "content-type"),
+            content_type,
+            "content type of {path}"
+        );
         response.json().await.expect("JSON body")
     }
 }
 
 /// A response header as text ("" when absent).
 pub fn header(response: &reqwest::Response, name: &str) -> String {
-    response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// Starts the demo upstreams and a gateway whose config is the demo's sources, the `test`
@@ -120,18 +139,40 @@ pub async fn start_with_config(config: &str, workload: Arc<Workload>) -> Gateway
     let dir = tempdir();
     let path = dir.join("medgate.toml");
     let audit = dir.join("audit.jsonl");
-    let config = format!("{config}\n[audit]\npath = {:?}\n", audit.display().to_string());
+    let config = format!(
+        "{config}\n[audit]\npath = {:?}\n",
+        audit.display().to_string()
+    );
     std::fs::write(&path, config).expect("write config");
     let plan = medgate::startup::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}"));
     let handle = Arc::new(medgate::startup::build(plan).await.expect("build gateway"));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind gateway");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(medgate::startup::serve(handle.clone(), listener, std::future::pending()));
+    tokio::spawn(medgate::startup::serve(
+        handle.clone(),
+        listener,
+        std::future::pending(),
+    ));
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("authorization", format!("Bearer {KEY}").parse().expect("header"));
-    let client =
-        reqwest::Client::builder().timeout(Duration::from_secs(30)).default_headers(headers).build().expect("client");
-    Gateway { base: format!("http://{addr}"), client, workload, audit, config: path, handle }
+    headers.insert(
+        "authorization",
+        format!("Bearer {KEY}").parse().expect("header"),
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .expect("client");
+    Gateway {
+        base: format!("http://{addr}"),
+        client,
+        workload,
+        audit,
+        config: path,
+        handle,
+    }
 }
 
 /// The audit trail's entries as JSON.
@@ -147,7 +188,11 @@ pub fn audit_entries(gw: &Gateway) -> Vec<serde_json::Value> {
 pub fn tempdir() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!("medgate-e2e-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let dir = std::env::temp_dir().join(format!(
+        "medgate-e2e-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }

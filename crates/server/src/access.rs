@@ -58,7 +58,10 @@ impl Partner {
             name: p.name.clone(),
             sources: Allow::from_list(&p.sources),
             formats: Allow::from_list(&p.formats),
-            quota: Some(Quota { per_second: p.rate_per_second, burst: p.burst }),
+            quota: Some(Quota {
+                per_second: p.rate_per_second,
+                burst: p.burst,
+            }),
             in_flight: Arc::new(Semaphore::new(p.max_concurrency)),
         }
     }
@@ -81,7 +84,10 @@ impl Partner {
         if self.sources.permits(source) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("partner {} may not read source {source}", self.name)))
+            Err(ApiError::Forbidden(format!(
+                "partner {} may not read source {source}",
+                self.name
+            )))
         }
     }
 
@@ -93,7 +99,10 @@ impl Partner {
         if self.formats.permits(format) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("partner {} may not download format {format}", self.name)))
+            Err(ApiError::Forbidden(format!(
+                "partner {} may not download format {format}",
+                self.name
+            )))
         }
     }
 }
@@ -108,13 +117,31 @@ pub struct Access {
 impl Access {
     /// Builds the partner table (`[demo].api_key` adds an unrestricted `demo` partner).
     pub fn from_config(config: &Config) -> Access {
-        let mut by_key: HashMap<String, Arc<Partner>> =
-            config.partners.iter().map(|p| (p.key_sha256.to_ascii_lowercase(), Arc::new(Partner::from_config(p)))).collect();
+        let mut by_key: HashMap<String, Arc<Partner>> = config
+            .partners
+            .iter()
+            .map(|p| {
+                (
+                    p.key_sha256.to_ascii_lowercase(),
+                    Arc::new(Partner::from_config(p)),
+                )
+            })
+            .collect();
         if let Some(key) = config.demo.as_ref().and_then(|d| d.api_key.as_deref()) {
-            let quota = Quota { per_second: 100, burst: 20 };
-            by_key.insert(sha256_hex(key), Arc::new(Partner::unrestricted("demo", Some(quota))));
+            let quota = Quota {
+                per_second: 100,
+                burst: 20,
+            };
+            by_key.insert(
+                sha256_hex(key),
+                Arc::new(Partner::unrestricted("demo", Some(quota))),
+            );
         }
-        Access { required: config.auth.required, by_key, anonymous: Arc::new(Partner::unrestricted("anonymous", None)) }
+        Access {
+            required: config.auth.required,
+            by_key,
+            anonymous: Arc::new(Partner::unrestricted("anonymous", None)),
+        }
     }
 
     /// Whether a key is required.
@@ -126,19 +153,32 @@ impl Access {
     ///
     /// # Errors
     /// 401 when the header is missing, malformed or names no partner.
-    pub fn authenticate(&self, authorization: Option<&HeaderValue>) -> Result<Arc<Partner>, ApiError> {
+    pub fn authenticate(
+        &self,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Arc<Partner>, ApiError> {
         if !self.required {
             return Ok(self.anonymous.clone());
         }
-        let header = authorization.ok_or(ApiError::Unauthorized("an API key is required: send Authorization: Bearer <key>"))?;
+        let header = authorization.ok_or(ApiError::Unauthorized(
+            "an API key is required: send Authorization: Bearer <key>",
+        ))?;
         let key = header
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .ok_or(ApiError::Unauthorized("the Authorization header must be: Bearer <key>"))?;
-        self.by_key.get(&sha256_hex(key)).cloned().ok_or(ApiError::Unauthorized("unknown API key"))
+            .ok_or(ApiError::Unauthorized(
+                "the Authorization header must be: Bearer <key>",
+            ))?;
+        self.by_key
+            .get(&sha256_hex(key))
+            .cloned()
+            .ok_or(ApiError::Unauthorized("unknown API key"))
     }
 }
 
@@ -154,6 +194,9 @@ mod tests {
     #[test]
     fn sha256_matches_sha256sum() {
         // printf %s medgate-demo | sha256sum
-        assert_eq!(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -21,7 +21,12 @@ pub struct Access {
 
 impl Access {
     /// An access by `partner` on `route`.
-    pub fn new(state: &AppState, request_id: &RequestId, partner: &Partner, route: &'static str) -> Self {
+    pub fn new(
+        state: &AppState,
+        request_id: &RequestId,
+        partner: &Partner,
+        route: &'static str,
+    ) -> Self {
         Access {
             state: state.clone(),
             request_id: request_id.as_str().to_owned(),
@@ -48,7 +53,12 @@ impl Access {
     ///
     /// # Errors
     /// [`ApiError::AuditUnavailable`] when the trail cannot be written.
-    pub async fn finish(self, status: StatusCode, outcome: &str, records: u64) -> Result<(), ApiError> {
+    pub async fn finish(
+        self,
+        status: StatusCode,
+        outcome: &str,
+        records: u64,
+    ) -> Result<(), ApiError> {
         let entry = AuditEntry {
             request_id: self.request_id,
             partner: self.partner,
@@ -59,17 +69,24 @@ impl Access {
             status: status.as_u16(),
             outcome: outcome.to_owned(),
         };
-        self.state.services().audit.append(entry).await.map_err(|e| {
-            tracing::error!(error = %e, "audit trail write failed; refusing to serve data");
-            metrics::counter!("medgate_audit_failures_total").increment(1);
-            ApiError::AuditUnavailable
-        })
+        self.state
+            .services()
+            .audit
+            .append(entry)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "audit trail write failed; refusing to serve data");
+                metrics::counter!("medgate_audit_failures_total").increment(1);
+                ApiError::AuditUnavailable
+            })
     }
 
     /// Records the outcome of a handler that answers in one piece, then answers.
     pub async fn respond(self, result: Result<(Response, u64), ApiError>) -> Response {
         let (status, outcome, records) = match &result {
-            Ok((response, records)) if response.status().is_success() => (response.status(), "ok", *records),
+            Ok((response, records)) if response.status().is_success() => {
+                (response.status(), "ok", *records)
+            }
             Ok((response, records)) => (response.status(), "error", *records),
             Err(e) => (e.status(), e.kind(), 0),
         };

@@ -23,7 +23,11 @@ pub fn deadline(headers: &HeaderMap, server: &ServerConfig) -> Result<Instant, A
             .ok()
             .and_then(parse)
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| ApiError::BadRequest("Request-Timeout must be a positive duration such as 1500, 1500ms or 2s".into()))?
+            .ok_or_else(|| {
+                ApiError::BadRequest(
+                    "Request-Timeout must be a positive duration such as 1500, 1500ms or 2s".into(),
+                )
+            })?
             .min(cap),
     };
     Ok(Instant::now() + budget)

@@ -19,9 +19,14 @@ pub fn validate_patient_id(id: &str) -> Result<(), ApiError> {
         return Err(ApiError::BadRequest("patient_id is empty".into()));
     }
     if id.len() > MAX_PATIENT_ID_LEN {
-        return Err(ApiError::BadRequest(format!("patient_id is longer than {MAX_PATIENT_ID_LEN} characters")));
+        return Err(ApiError::BadRequest(format!(
+            "patient_id is longer than {MAX_PATIENT_ID_LEN} characters"
+        )));
     }
-    if let Some(pos) = id.bytes().position(|b| !(b.is_ascii_alphanumeric() || b"-._:@~".contains(&b))) {
+    if let Some(pos) = id
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || b"-._:@~".contains(&b)))
+    {
         return Err(ApiError::BadRequest(format!(
             "patient_id has a character that is not allowed at position {}; allowed: A-Z a-z 0-9 - . _ : @ ~",
             pos + 1
@@ -32,17 +37,24 @@ pub fn validate_patient_id(id: &str) -> Result<(), ApiError> {
 
 /// Fetches from a source with panics turned into [`Error::Internal`], in the call and while
 /// the stream is polled: a panicking plugin fails its request, never the process.
-pub async fn fetch(handle: &SourceHandle, request: &FetchRequest) -> Result<ObservationStream, Error> {
+pub async fn fetch(
+    handle: &SourceHandle,
+    request: &FetchRequest,
+) -> Result<ObservationStream, Error> {
     let name = handle.info.name.clone();
-    let call = AssertUnwindSafe(handle.source.fetch(request)).catch_unwind().await;
+    let call = AssertUnwindSafe(handle.source.fetch(request))
+        .catch_unwind()
+        .await;
     let stream = match call {
         Ok(result) => result?,
         Err(_) => return Err(plugin_panicked(&name)),
     };
-    let guarded = AssertUnwindSafe(stream).catch_unwind().map(move |item| match item {
-        Ok(result) => result,
-        Err(_) => Err(plugin_panicked(&name)),
-    });
+    let guarded = AssertUnwindSafe(stream)
+        .catch_unwind()
+        .map(move |item| match item {
+            Ok(result) => result,
+            Err(_) => Err(plugin_panicked(&name)),
+        });
     // After a panic the inner stream must not be polled again; stop at the first error.
     Ok(stop_after_error(guarded.boxed()))
 }
@@ -68,7 +80,10 @@ pub fn stop_after_error(stream: ObservationStream) -> ObservationStream {
 
 /// Fetches and collects one patient's observations (a single patient's payload is bounded by
 /// the source's `max_body_bytes`).
-pub async fn collect(handle: &SourceHandle, request: &FetchRequest) -> Result<Vec<Observation>, Error> {
+pub async fn collect(
+    handle: &SourceHandle,
+    request: &FetchRequest,
+) -> Result<Vec<Observation>, Error> {
     fetch(handle, request).await?.try_collect().await
 }
 

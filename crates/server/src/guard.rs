@@ -14,27 +14,41 @@ use crate::state::AppState;
 
 /// Middleware: the request proceeds with its [`Partner`] in the extensions, or is refused
 /// with 401, 429 (with `Retry-After`) or 503.
-pub async fn partner_guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn partner_guard(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let runtime = state.runtime();
-    let partner = match runtime.access.authenticate(request.headers().get(AUTHORIZATION)) {
+    let partner = match runtime
+        .access
+        .authenticate(request.headers().get(AUTHORIZATION))
+    {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
     if let Err(e) = check_rate(&state, &partner).await {
-        metrics::counter!("medgate_rate_limit_rejections_total", "partner" => partner.name.clone()).increment(1);
+        metrics::counter!("medgate_rate_limit_rejections_total", "partner" => partner.name.clone())
+            .increment(1);
         return e.into_response();
     }
     let Ok(_slot) = partner.in_flight.clone().try_acquire_owned() else {
-        metrics::counter!("medgate_rate_limit_rejections_total", "partner" => partner.name.clone()).increment(1);
-        return ApiError::RateLimited { detail: "too many concurrent requests for this partner", retry_after: 1 }
-            .into_response();
+        metrics::counter!("medgate_rate_limit_rejections_total", "partner" => partner.name.clone())
+            .increment(1);
+        return ApiError::RateLimited {
+            detail: "too many concurrent requests for this partner",
+            retry_after: 1,
+        }
+        .into_response();
     };
     request.extensions_mut().insert(partner);
     next.run(request).await
 }
 
 async fn check_rate(state: &AppState, partner: &Arc<Partner>) -> Result<(), ApiError> {
-    let Some(quota) = partner.quota else { return Ok(()) };
+    let Some(quota) = partner.quota else {
+        return Ok(());
+    };
     let services = state.services();
     match services.limiter.check(&partner.name, quota).await {
         Ok(Decision::Allow { .. }) => Ok(()),

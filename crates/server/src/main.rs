@@ -58,14 +58,21 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(&config),
-        Command::Audit { command: AuditCommand::Verify { file } } => verify(&file),
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => verify(&file),
     }
 }
 
 fn verify(file: &std::path::Path) -> ExitCode {
     match medgate_audit::verify(file) {
         Ok(report) => {
-            println!("{}: ok ({} entries, last hash {})", file.display(), report.entries, report.last_hash);
+            println!(
+                "{}: ok ({} entries, last hash {})",
+                file.display(),
+                report.entries,
+                report.last_hash
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -76,8 +83,11 @@ fn verify(file: &std::path::Path) -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -88,7 +98,12 @@ fn check(path: &std::path::Path) -> ExitCode {
     match startup::load(path) {
         Ok(plan) => {
             let names: Vec<_> = plan.sources().map(|s| s.name.as_str()).collect();
-            println!("{}: ok ({} sources: {})", path.display(), names.len(), names.join(", "));
+            println!(
+                "{}: ok ({} sources: {})",
+                path.display(),
+                names.len(),
+                names.join(", ")
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -134,11 +149,15 @@ async fn reload_on_sighup(gateway: std::sync::Arc<startup::Gateway>, path: PathB
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else { return };
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
         while hangups.recv().await.is_some() {
             match gateway.reload(&path) {
                 Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
-                Err(e) => tracing::error!(config = %path.display(), error = %e, "configuration rejected; still serving the previous one"),
+                Err(e) => {
+                    tracing::error!(config = %path.display(), error = %e, "configuration rejected; still serving the previous one")
+                }
             }
         }
     }
@@ -151,14 +170,21 @@ fn print_banner(addr: std::net::SocketAddr, gateway: &startup::Gateway, demo_key
     let catalog = &runtime.catalog;
     println!("medgate listening on http://{addr}");
     for s in catalog.sources() {
-        println!("  source {:<12} kind {:<14} format {}", s.info.name, s.info.kind, s.info.format.as_deref().unwrap_or("-"));
+        println!(
+            "  source {:<12} kind {:<14} format {}",
+            s.info.name,
+            s.info.kind,
+            s.info.format.as_deref().unwrap_or("-")
+        );
     }
     if let Some((his, wearable)) = gateway.demo {
         println!("DEMO MODE: simulated upstreams with synthetic patients P000001.. (HIS FHIR XML on {his}, wearable Open mHealth on {wearable})");
     }
     let auth = match demo_key {
         Some(key) if runtime.access.required() => {
-            println!("Demo partner API key (demo only, printed because [demo] api_key is set): {key}");
+            println!(
+                "Demo partner API key (demo only, printed because [demo] api_key is set): {key}"
+            );
             format!("-H 'Authorization: Bearer {key}' ")
         }
         _ if !runtime.access.required() => {
@@ -167,7 +193,10 @@ fn print_banner(addr: std::net::SocketAddr, gateway: &startup::Gateway, demo_key
         }
         _ => "-H 'Authorization: Bearer <your API key>' ".to_owned(),
     };
-    let first = catalog.sources().first().map_or("his", |s| s.info.name.as_str());
+    let first = catalog
+        .sources()
+        .first()
+        .map_or("his", |s| s.info.name.as_str());
     println!("Try:");
     println!("  curl -s {auth}'http://{addr}/v1/data/{first}?patient_id=P000001'");
     println!("  curl -s {auth}'http://{addr}/v1/patients/P000001/observations'");

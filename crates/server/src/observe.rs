@@ -13,7 +13,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::state::AppState;
 
 /// Latency buckets in seconds: 1 ms to 30 s.
-const BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn prometheus() -> &'static PrometheusHandle {
@@ -32,7 +34,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
 
 /// Middleware: requests, latency and in-flight gauge by route template and status.
 pub async fn http_metrics(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let started = Instant::now();
     let in_flight = metrics::gauge!("medgate_http_requests_in_flight", "route" => route.clone());
     in_flight.increment(1.0);
@@ -41,7 +46,8 @@ pub async fn http_metrics(request: Request, next: Next) -> Response {
     let status = response.status().as_u16().to_string();
     let labels = [("route", route), ("status", status)];
     metrics::counter!("medgate_http_requests_total", &labels).increment(1);
-    metrics::histogram!("medgate_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("medgate_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -57,7 +63,11 @@ pub async fn render(State(state): State<AppState>) -> Response {
             metrics::gauge!("medgate_breaker_state", "source" => s.info.name.clone()).set(value);
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus().render(),
+    )
+        .into_response()
 }
 
 /// `GET /healthz`: the process is alive.
@@ -70,6 +80,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.is_ready() {
         Json(serde_json::json!({"status": "ready", "sources": state.runtime().catalog.sources().len()})).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "starting"}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "starting"})),
+        )
+            .into_response()
     }
 }

@@ -16,7 +16,10 @@ pub enum ApiError {
     UnknownSource(String),
     /// `format` is not an enabled export format.
     #[error("unsupported format `{format}`; enabled formats: {}", enabled.join(", "))]
-    UnsupportedFormat { format: String, enabled: Vec<String> },
+    UnsupportedFormat {
+        format: String,
+        enabled: Vec<String>,
+    },
     /// A parameter is missing or invalid.
     #[error("{0}")]
     BadRequest(String),
@@ -28,7 +31,10 @@ pub enum ApiError {
     Forbidden(String),
     /// Over the partner's rate or concurrency limit.
     #[error("{detail}; retry after {retry_after} s")]
-    RateLimited { detail: &'static str, retry_after: u64 },
+    RateLimited {
+        detail: &'static str,
+        retry_after: u64,
+    },
     /// The audit trail could not record the access, so the data is not served.
     #[error("the access could not be recorded in the audit trail; no data was served")]
     AuditUnavailable,
@@ -79,15 +85,18 @@ impl ApiError {
     pub fn problem(&self) -> Value {
         let status = self.status();
         let mut body = Map::new();
-        body.insert("type".into(), json!(format!("urn:medgate:problem:{}", self.kind())));
-        body.insert("title".into(), json!(status.canonical_reason().unwrap_or("Error")));
+        body.insert(
+            "type".into(),
+            json!(format!("urn:medgate:problem:{}", self.kind())),
+        );
+        body.insert(
+            "title".into(),
+            json!(status.canonical_reason().unwrap_or("Error")),
+        );
         body.insert("status".into(), json!(status.as_u16()));
         body.insert("detail".into(), json!(self.to_string()));
-        match self {
-            ApiError::UnsupportedFormat { enabled, .. } => {
-                body.insert("formats".into(), json!(enabled));
-            }
-            _ => {}
+        if let ApiError::UnsupportedFormat { enabled, .. } = self {
+            body.insert("formats".into(), json!(enabled));
         }
         if let Some(secs) = self.retry_after() {
             body.insert("retry_after_seconds".into(), json!(secs));
@@ -101,9 +110,10 @@ fn core_status(e: &Error) -> StatusCode {
         Error::PatientNotFound { .. } => StatusCode::NOT_FOUND,
         Error::BadRequest(_) => StatusCode::BAD_REQUEST,
         Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-        Error::UpstreamStatus { .. } | Error::Unreachable { .. } | Error::Malformed { .. } | Error::BodyTooLarge { .. } => {
-            StatusCode::BAD_GATEWAY
-        }
+        Error::UpstreamStatus { .. }
+        | Error::Unreachable { .. }
+        | Error::Malformed { .. }
+        | Error::BodyTooLarge { .. } => StatusCode::BAD_GATEWAY,
         Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::Export(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -114,7 +124,10 @@ impl IntoResponse for ApiError {
         metrics::counter!("medgate_problems_total", "kind" => self.kind()).increment(1);
         let mut response = problem_response(self.status(), self.problem(), self.retry_after());
         if matches!(self, ApiError::Unauthorized(_)) {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"medgate\""));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"medgate\""),
+            );
         }
         response
     }
@@ -124,7 +137,10 @@ impl ApiError {
     /// Seconds for `Retry-After`, when the client should come back later.
     fn retry_after(&self) -> Option<u64> {
         match self {
-            ApiError::Core(Error::Unavailable { retry_after: Some(d), .. }) => Some(d.as_secs_f64().ceil().max(1.0) as u64),
+            ApiError::Core(Error::Unavailable {
+                retry_after: Some(d),
+                ..
+            }) => Some(d.as_secs_f64().ceil().max(1.0) as u64),
             ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
@@ -135,7 +151,10 @@ impl ApiError {
 pub fn problem_response(status: StatusCode, body: Value, retry_after: Option<u64>) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     if let Some(secs) = retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }

@@ -18,13 +18,19 @@ use crate::state::{AppState, Runtime, Services};
 pub enum StartupError {
     /// The config file could not be read.
     #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The config is invalid; one line per problem, each prefixed with the file.
     #[error("{}", prefixed(path, issues))]
     Invalid { path: PathBuf, issues: ConfigIssues },
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     /// The shared HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
@@ -40,7 +46,12 @@ pub enum StartupError {
 }
 
 fn prefixed(path: &Path, issues: &ConfigIssues) -> String {
-    issues.0.iter().map(|i| format!("{}: {i}", path.display())).collect::<Vec<_>>().join("\n")
+    issues
+        .0
+        .iter()
+        .map(|i| format!("{}: {i}", path.display()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Phase 1 (what `medgate check` runs): read, parse and validate without any I/O but the read.
@@ -48,8 +59,14 @@ fn prefixed(path: &Path, issues: &ConfigIssues) -> String {
 /// # Errors
 /// The file cannot be read, or every problem in it, each naming its key.
 pub fn load(path: &Path) -> Result<Plan, StartupError> {
-    let text = std::fs::read_to_string(path).map_err(|source| StartupError::Read { path: path.to_owned(), source })?;
-    let invalid = |issues| StartupError::Invalid { path: path.to_owned(), issues };
+    let text = std::fs::read_to_string(path).map_err(|source| StartupError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let invalid = |issues| StartupError::Invalid {
+        path: path.to_owned(),
+        issues,
+    };
     let config = Config::from_toml(&text).map_err(invalid)?;
     crate::registry().validate(config).map_err(invalid)
 }
@@ -83,31 +100,64 @@ pub async fn build(plan: Plan) -> Result<Gateway, StartupError> {
         Some(demo) => Some(start_demo(demo, &shutdown).await?),
         None => None,
     };
-    let durability = if config.audit.fsync { medgate_audit::Durability::Fsync } else { medgate_audit::Durability::Flush };
+    let durability = if config.audit.fsync {
+        medgate_audit::Durability::Fsync
+    } else {
+        medgate_audit::Durability::Flush
+    };
     let audit = medgate_audit::AuditLog::open(&config.audit.path, durability)?;
     let limiter = rate_limiter(&config.rate_limit).await?;
-    let services = Services { limiter, fail_open: config.rate_limit.fail_open, audit };
-    let client = medgate_upstream::shared_client().map_err(|e| StartupError::Client(e.to_string()))?;
+    let services = Services {
+        limiter,
+        fail_open: config.rate_limit.fail_open,
+        audit,
+    };
+    let client =
+        medgate_upstream::shared_client().map_err(|e| StartupError::Client(e.to_string()))?;
     let runtime = build_runtime(&plan, &client, &shutdown)?;
-    Ok(Gateway { state: AppState::new(runtime, services), shutdown, demo, client })
+    Ok(Gateway {
+        state: AppState::new(runtime, services),
+        shutdown,
+        demo,
+        client,
+    })
 }
 
-fn build_runtime(plan: &Plan, client: &reqwest::Client, shutdown: &CancellationToken) -> Result<Runtime, StartupError> {
+fn build_runtime(
+    plan: &Plan,
+    client: &reqwest::Client,
+    shutdown: &CancellationToken,
+) -> Result<Runtime, StartupError> {
     let upstream_for = |common: &SourceCommon| -> Arc<dyn Upstream> {
-        HttpUpstream::new(common.name.clone(), client.clone(), UpstreamPolicy::from(common))
+        HttpUpstream::new(
+            common.name.clone(),
+            client.clone(),
+            UpstreamPolicy::from(common),
+        )
     };
     let catalog = plan.build(&upstream_for, shutdown)?;
-    Ok(Runtime { catalog, server: plan.config.server.clone(), access: Access::from_config(&plan.config) })
+    Ok(Runtime {
+        catalog,
+        server: plan.config.server.clone(),
+        access: Access::from_config(&plan.config),
+    })
 }
 
 async fn rate_limiter(
     config: &medgate_core::config::RateLimitConfig,
 ) -> Result<Arc<dyn medgate_ratelimit::RateLimiter>, StartupError> {
     match config.backend {
-        medgate_core::config::RateLimitBackend::Memory => Ok(Arc::new(medgate_ratelimit::InProcessLimiter::new())),
+        medgate_core::config::RateLimitBackend::Memory => {
+            Ok(Arc::new(medgate_ratelimit::InProcessLimiter::new()))
+        }
         medgate_core::config::RateLimitBackend::Redis => {
-            let url = std::env::var("MEDGATE_REDIS_URL").ok().or_else(|| config.redis_url.clone()).unwrap_or_default();
-            Ok(Arc::new(medgate_ratelimit::RedisLimiter::connect(&url, "medgate:rl").await?))
+            let url = std::env::var("MEDGATE_REDIS_URL")
+                .ok()
+                .or_else(|| config.redis_url.clone())
+                .unwrap_or_default();
+            Ok(Arc::new(
+                medgate_ratelimit::RedisLimiter::connect(&url, "medgate:rl").await?,
+            ))
         }
     }
 }
@@ -133,9 +183,17 @@ async fn start_demo(
         observations: demo.observations,
         ..medgate_demo::Workload::default()
     });
-    let upstreams = medgate_demo::spawn_demo(demo.his_listen, demo.wearable_listen, workload, shutdown.clone())
-        .await
-        .map_err(|e| StartupError::Bind { addr: e.addr, source: e.source })?;
+    let upstreams = medgate_demo::spawn_demo(
+        demo.his_listen,
+        demo.wearable_listen,
+        workload,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| StartupError::Bind {
+        addr: e.addr,
+        source: e.source,
+    })?;
     Ok((upstreams.his, upstreams.wearable))
 }
 
@@ -144,7 +202,9 @@ async fn start_demo(
 /// # Errors
 /// The address is in use or not available.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
 }
 
 /// Serves until `stop` completes, then lets in-flight requests finish for at most

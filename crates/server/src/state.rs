@@ -29,7 +29,9 @@ pub struct Runtime {
 impl Runtime {
     /// The source named `name`, or the 404 problem.
     pub fn source(&self, name: &str) -> Result<&SourceHandle, ApiError> {
-        self.catalog.source(name).ok_or_else(|| ApiError::UnknownSource(name.to_owned()))
+        self.catalog
+            .source(name)
+            .ok_or_else(|| ApiError::UnknownSource(name.to_owned()))
     }
 }
 
@@ -56,7 +58,11 @@ pub struct AppState(Arc<Shared>);
 impl AppState {
     /// State over a first runtime.
     pub fn new(runtime: Runtime, services: Services) -> Self {
-        AppState(Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime), services, ready: AtomicBool::new(false) }))
+        AppState(Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            services,
+            ready: AtomicBool::new(false),
+        }))
     }
 
     /// The current runtime; hold it for the whole request.

@@ -7,7 +7,9 @@ use axum::body::Body;
 use axum::http::Request;
 use futures::StreamExt;
 use medgate::state::{AppState, Runtime, Services};
-use medgate_core::{BuildContext, Config, DataSource, FetchRequest, ObservationStream, SourceConfig};
+use medgate_core::{
+    BuildContext, Config, DataSource, FetchRequest, ObservationStream, SourceConfig,
+};
 use serde::Deserialize;
 use tower::ServiceExt;
 
@@ -48,19 +50,39 @@ async fn state() -> AppState {
     let plan = registry.validate(config).unwrap();
     let client = medgate_upstream::shared_client().unwrap();
     let upstream_for = |c: &medgate_core::SourceCommon| -> Arc<dyn medgate_core::Upstream> {
-        medgate_upstream::HttpUpstream::new(c.name.clone(), client.clone(), medgate_upstream::UpstreamPolicy::from(c))
+        medgate_upstream::HttpUpstream::new(
+            c.name.clone(),
+            client.clone(),
+            medgate_upstream::UpstreamPolicy::from(c),
+        )
     };
     let catalog = plan.build(&upstream_for, &Default::default()).unwrap();
-    let runtime = Runtime { catalog, server: plan.config.server.clone(), access: medgate::access::Access::from_config(&plan.config) };
-    let audit = medgate_audit::AuditLog::open(&plan.config.audit.path, medgate_audit::Durability::Flush).unwrap();
-    let services = Services { limiter: Arc::new(medgate_ratelimit::InProcessLimiter::new()), fail_open: true, audit };
+    let runtime = Runtime {
+        catalog,
+        server: plan.config.server.clone(),
+        access: medgate::access::Access::from_config(&plan.config),
+    };
+    let audit =
+        medgate_audit::AuditLog::open(&plan.config.audit.path, medgate_audit::Durability::Flush)
+            .unwrap();
+    let services = Services {
+        limiter: Arc::new(medgate_ratelimit::InProcessLimiter::new()),
+        fail_open: true,
+        audit,
+    };
     AppState::new(runtime, services)
 }
 
 async fn get(app: &axum::Router, uri: &str) -> (u16, serde_json::Value) {
-    let response = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let response = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = response.status().as_u16();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
     (status, serde_json::from_slice(&bytes).unwrap_or_default())
 }
 
@@ -70,7 +92,10 @@ async fn plugin_panics_become_500_problems_and_serving_goes_on() {
     for source in ["a", "b"] {
         let (status, body) = get(&app, &format!("/v1/data/{source}?patient_id=P1")).await;
         assert_eq!(status, 500, "{body}");
-        assert_eq!(body["detail"], format!("internal error: source {source} failed unexpectedly"));
+        assert_eq!(
+            body["detail"],
+            format!("internal error: source {source} failed unexpectedly")
+        );
     }
     let (status, body) = get(&app, "/v1/patients/P1/observations").await;
     assert_eq!(status, 502, "both sources failed: {body}");

@@ -62,7 +62,10 @@ pub async fn one_source(
     if let Ok(Path(source)) = &path {
         access = access.source(source);
     }
-    if let Ok(Query(DataQuery { patient_id: Some(id) })) = &query {
+    if let Ok(Query(DataQuery {
+        patient_id: Some(id),
+    })) = &query
+    {
         access = access.patients(vec![id.clone()]);
     }
     let result = async {
@@ -71,20 +74,37 @@ pub async fn one_source(
         let runtime = state.runtime();
         let handle = runtime.source(&source)?;
         partner.check_source(&source)?;
-        let patient_id = query.patient_id.ok_or_else(|| ApiError::BadRequest("query parameter patient_id is required".into()))?;
+        let patient_id = query
+            .patient_id
+            .ok_or_else(|| ApiError::BadRequest("query parameter patient_id is required".into()))?;
         validate_patient_id(&patient_id)?;
         let deadline = crate::budget::deadline(&headers, &runtime.server)?;
-        let request = FetchRequest { patient_id, request_id: request_id.as_str().to_owned(), deadline: Some(deadline) };
+        let request = FetchRequest {
+            patient_id,
+            request_id: request_id.as_str().to_owned(),
+            deadline: Some(deadline),
+        };
         let observations = collect_by(handle, &request, deadline).await?;
-        let body = OneSource { source: &handle.info.name, patient_id: &request.patient_id, observations: &observations };
-        Ok((json_response(StatusCode::OK, &body), observations.len() as u64))
+        let body = OneSource {
+            source: &handle.info.name,
+            patient_id: &request.patient_id,
+            observations: &observations,
+        };
+        Ok((
+            json_response(StatusCode::OK, &body),
+            observations.len() as u64,
+        ))
     }
     .await;
     access.respond(result).await
 }
 
 /// Collects, ending at `deadline` even if a plugin ignores it.
-async fn collect_by(handle: &SourceHandle, request: &FetchRequest, deadline: Instant) -> Result<Vec<Observation>, Error> {
+async fn collect_by(
+    handle: &SourceHandle,
+    request: &FetchRequest,
+    deadline: Instant,
+) -> Result<Vec<Observation>, Error> {
     match tokio::time::timeout_at(deadline.into(), collect(handle, request)).await {
         Ok(result) => result,
         Err(_) => Err(Error::Timeout {
@@ -130,7 +150,12 @@ pub async fn all_sources(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
-    let mut access = Access::new(&state, &request_id, &partner, "/v1/patients/{patient_id}/observations");
+    let mut access = Access::new(
+        &state,
+        &request_id,
+        &partner,
+        "/v1/patients/{patient_id}/observations",
+    );
     if let Ok(Path(id)) = &path {
         access = access.patients(vec![id.clone()]);
     }
@@ -139,9 +164,17 @@ pub async fn all_sources(
         validate_patient_id(&patient_id)?;
         let runtime = state.runtime();
         let deadline = crate::budget::deadline(&headers, &runtime.server)?;
-        let request = FetchRequest { patient_id, request_id: request_id.as_str().to_owned(), deadline: Some(deadline) };
-        let readable: Vec<&SourceHandle> =
-            runtime.catalog.sources().iter().filter(|h| partner.check_source(&h.info.name).is_ok()).collect();
+        let request = FetchRequest {
+            patient_id,
+            request_id: request_id.as_str().to_owned(),
+            deadline: Some(deadline),
+        };
+        let readable: Vec<&SourceHandle> = runtime
+            .catalog
+            .sources()
+            .iter()
+            .filter(|h| partner.check_source(&h.info.name).is_ok())
+            .collect();
         let results = join_all(readable.iter().map(|h| collect_by(h, &request, deadline))).await;
         Ok(merge(&request.patient_id, &readable, results))
     }
@@ -150,7 +183,11 @@ pub async fn all_sources(
 }
 
 /// Builds the fan-out answer: 200 with partial results unless every source failed.
-fn merge(patient_id: &str, handles: &[&SourceHandle], results: Vec<Result<Vec<Observation>, Error>>) -> (Response, u64) {
+fn merge(
+    patient_id: &str,
+    handles: &[&SourceHandle],
+    results: Vec<Result<Vec<Observation>, Error>>,
+) -> (Response, u64) {
     let mut sources = Vec::with_capacity(results.len());
     let mut observations = Vec::new();
     let mut errors = Vec::new();
@@ -158,12 +195,22 @@ fn merge(patient_id: &str, handles: &[&SourceHandle], results: Vec<Result<Vec<Ob
         let name = handle.info.name.clone();
         match result {
             Ok(rows) => {
-                sources.push(SourceStatus { source: name, status: "ok", observations: rows.len(), error: None });
+                sources.push(SourceStatus {
+                    source: name,
+                    status: "ok",
+                    observations: rows.len(),
+                    error: None,
+                });
                 observations.extend(rows);
             }
             Err(e) => {
                 let e = ApiError::from(e);
-                sources.push(SourceStatus { source: name, status: "error", observations: 0, error: Some(e.problem()) });
+                sources.push(SourceStatus {
+                    source: name,
+                    status: "error",
+                    observations: 0,
+                    error: Some(e.problem()),
+                });
                 errors.push(e);
             }
         }
@@ -172,19 +219,36 @@ fn merge(patient_id: &str, handles: &[&SourceHandle], results: Vec<Result<Vec<Ob
         return (all_failed(&errors, &sources), 0);
     }
     let records = observations.len() as u64;
-    let body = AllSources { patient_id, sources, observations };
+    let body = AllSources {
+        patient_id,
+        sources,
+        observations,
+    };
     (json_response(StatusCode::OK, &body), records)
 }
 
 /// Every source failed: 404 when none knows the patient, else 502, with each source's status.
 fn all_failed(errors: &[ApiError], sources: &[SourceStatus]) -> Response {
-    let not_found = !errors.is_empty() && errors.iter().all(|e| e.status() == StatusCode::NOT_FOUND);
+    let not_found =
+        !errors.is_empty() && errors.iter().all(|e| e.status() == StatusCode::NOT_FOUND);
     let (status, kind, detail) = if not_found {
-        (StatusCode::NOT_FOUND, "patient-not-found", "patient not found in any source")
+        (
+            StatusCode::NOT_FOUND,
+            "patient-not-found",
+            "patient not found in any source",
+        )
     } else if errors.is_empty() {
-        (StatusCode::FORBIDDEN, "forbidden", "the partner may not read any source")
+        (
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the partner may not read any source",
+        )
     } else {
-        (StatusCode::BAD_GATEWAY, "all-sources-failed", "every source failed; see sources for each one's error")
+        (
+            StatusCode::BAD_GATEWAY,
+            "all-sources-failed",
+            "every source failed; see sources for each one's error",
+        )
     };
     let body = serde_json::json!({
         "type": format!("urn:medgate:problem:{kind}"),
@@ -200,6 +264,9 @@ fn all_failed(errors: &[ApiError], sources: &[SourceStatus]) -> Response {
 pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Err(e) => ApiError::Core(Error::Internal(format!("serializing the response failed: {e}"))).into_response(),
+        Err(e) => ApiError::Core(Error::Internal(format!(
+            "serializing the response failed: {e}"
+        )))
+        .into_response(),
     }
 }

@@ -85,16 +85,32 @@ async fn start_export(
     let format = required(query.format, "format")?;
     let patients = required(query.patient_id, "patient_id")?;
     let runtime = state.runtime();
-    let exporter = runtime.catalog.exporter(&format).cloned().ok_or_else(|| ApiError::UnsupportedFormat {
-        format: format.clone(),
-        enabled: runtime.catalog.formats().into_iter().map(String::from).collect(),
-    })?;
+    let exporter =
+        runtime
+            .catalog
+            .exporter(&format)
+            .cloned()
+            .ok_or_else(|| ApiError::UnsupportedFormat {
+                format: format.clone(),
+                enabled: runtime
+                    .catalog
+                    .formats()
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+            })?;
     let handle = runtime.source(&source)?.clone();
     partner.check_source(&source)?;
     partner.check_format(&format)?;
     let patients = parse_patients(&patients, runtime.server.max_export_patients)?;
     let budget = Duration::from_millis(runtime.server.request_timeout_ms);
-    let mut rows = rows_of(handle.clone(), patients, request_id.clone(), runtime.server.export_concurrency, budget);
+    let mut rows = rows_of(
+        handle.clone(),
+        patients,
+        request_id.clone(),
+        runtime.server.export_concurrency,
+        budget,
+    );
     // Surface an early failure (unknown patient, upstream down) as a proper problem response.
     let first = rows.next().await;
     if let Some(Err(e)) = first {
@@ -104,16 +120,22 @@ async fn start_export(
 }
 
 fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
-    value.filter(|v| !v.is_empty()).ok_or_else(|| ApiError::BadRequest(format!("query parameter {name} is required")))
+    value
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::BadRequest(format!("query parameter {name} is required")))
 }
 
 fn parse_patients(list: &str, max: usize) -> Result<Vec<String>, ApiError> {
     let ids: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
     if ids.len() > max {
-        return Err(ApiError::BadRequest(format!("at most {max} patients per export; got {}", ids.len())));
+        return Err(ApiError::BadRequest(format!(
+            "at most {max} patients per export; got {}",
+            ids.len()
+        )));
     }
     for (i, id) in ids.iter().enumerate() {
-        validate_patient_id(id).map_err(|e| ApiError::BadRequest(format!("patient_id #{}: {e}", i + 1)))?;
+        validate_patient_id(id)
+            .map_err(|e| ApiError::BadRequest(format!("patient_id #{}: {e}", i + 1)))?;
     }
     Ok(ids)
 }
@@ -146,20 +168,35 @@ fn rows_of(
 }
 
 /// Runs the exporter in its own task, writing into a pipe that becomes the response body.
-fn attachment(handle: &SourceHandle, exporter: Arc<dyn Exporter>, rows: ObservationStream, access: Access) -> Response {
+fn attachment(
+    handle: &SourceHandle,
+    exporter: Arc<dyn Exporter>,
+    rows: ObservationStream,
+    access: Access,
+) -> Response {
     let (mut writer, reader) = tokio::io::duplex(PIPE_BYTES);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), Error>>();
     let export = exporter.clone();
     tokio::spawn(async move {
         let counted = CountRows::new(rows);
         let counter = counted.counter();
-        let outcome = match AssertUnwindSafe(export.export(counted.boxed(), &mut writer)).catch_unwind().await {
+        let outcome = match AssertUnwindSafe(export.export(counted.boxed(), &mut writer))
+            .catch_unwind()
+            .await
+        {
             Ok(Ok(summary)) => {
-                tracing::info!(rows = summary.rows, format = export.format(), "export finished");
+                tracing::info!(
+                    rows = summary.rows,
+                    format = export.format(),
+                    "export finished"
+                );
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::Internal(format!("exporter {} failed unexpectedly", export.format()))),
+            Err(_) => Err(Error::Internal(format!(
+                "exporter {} failed unexpectedly",
+                export.format()
+            ))),
         };
         if let Err(e) = &outcome {
             tracing::warn!(error = %e, format = export.format(), "export aborted");
@@ -192,7 +229,10 @@ fn attachment(handle: &SourceHandle, exporter: Arc<dyn Exporter>, rows: Observat
     let filename = format!("medgate-{}.{}", handle.info.name, exporter.extension());
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(exporter.content_type()));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(exporter.content_type()),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
@@ -208,7 +248,10 @@ struct CountRows {
 
 impl CountRows {
     fn new(inner: ObservationStream) -> Self {
-        CountRows { inner, count: Arc::default() }
+        CountRows {
+            inner,
+            count: Arc::default(),
+        }
     }
 
     fn counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
@@ -219,10 +262,14 @@ impl CountRows {
 impl futures::Stream for CountRows {
     type Item = medgate_core::Result<medgate_core::Observation>;
 
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
         let polled = self.inner.poll_next_unpin(cx);
         if let std::task::Poll::Ready(Some(Ok(_))) = &polled {
-            self.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         polled
     }

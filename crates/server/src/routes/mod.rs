@@ -31,9 +31,15 @@ pub fn app(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/sources", get(sources::list))
         .route("/v1/data/{source}", get(data::one_source))
-        .route("/v1/patients/{patient_id}/observations", get(data::all_sources))
+        .route(
+            "/v1/patients/{patient_id}/observations",
+            get(data::all_sources),
+        )
         .route("/v1/export", get(export::download))
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::guard::partner_guard));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::guard::partner_guard,
+        ));
     Router::new()
         .merge(v1)
         .route("/openapi.json", get(openapi::document))
@@ -51,8 +57,14 @@ pub fn app(state: AppState) -> Router {
 /// The request's span: method, matched route (never the raw URI, which may hold a patient id)
 /// and request id.
 fn request_span<B>(request: &Request<B>) -> tracing::Span {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
-    let id = request.extensions().get::<RequestId>().map_or("", |r| r.as_str());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .map_or("", |r| r.as_str());
     tracing::info_span!("request", method = %request.method(), route, request_id = id)
 }
 

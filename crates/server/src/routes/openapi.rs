@@ -89,7 +89,12 @@ impl utoipa::Modify for ApiKeyScheme {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("Partner API key")).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("Partner API key"))
+                    .build(),
+            ),
         );
     }
 }

@@ -27,7 +27,11 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<RequestId>().cloned().unwrap_or_else(generate))
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(generate))
     }
 }
 
@@ -58,8 +62,13 @@ fn generate() -> RequestId {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(1);
     let prefix = PREFIX.get_or_init(|| {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         nanos ^ (u64::from(std::process::id()) << 40)
     });
-    RequestId(format!("{prefix:016x}-{:08x}", COUNTER.fetch_add(1, Ordering::Relaxed)))
+    RequestId(format!(
+        "{prefix:016x}-{:08x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
 }

@@ -38,7 +38,10 @@ pub struct SourceList {
 /// Lists the sources the partner may read (with circuit state) and the enabled export formats.
 #[utoipa::path(get, path = "/v1/sources", tag = "sources", security(("api_key" = [])),
     responses((status = 200, description = "Configured sources", body = SourceList)))]
-pub async fn list(State(state): State<AppState>, Extension(partner): Extension<Arc<Partner>>) -> Json<SourceList> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(partner): Extension<Arc<Partner>>,
+) -> Json<SourceList> {
     let runtime = state.runtime();
     let catalog = &runtime.catalog;
     let sources = catalog
