@@ -1,0 +1,148 @@
+//! JSON array and NDJSON exporters.
+//!
+//! - [`JsonExporter`] (`json`): one array, `[` + rows joined by `,\n` + `]`; an empty export
+//!   is `[]`.
+//! - [`NdjsonExporter`] (`ndjson`): one JSON object per line, each followed by `\n`.
+//!
+//! Each row is serialized with `serde_json` in [`Observation`]'s field order; numbers are
+//! written verbatim (`98.60` stays `98.60`, `1e-22` stays `1e-22`). Rows are encoded into a
+//! reusable buffer that is handed to the output whenever it passes [`FLUSH_THRESHOLD`], so
+//! memory stays bounded whatever the row count.
+//!
+//! When the stream fails, the rows already encoded are delivered and the error is returned;
+//! the closing `]` of an array is never written, so a failed export cannot parse as complete.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use medgate_core::{Error, ExportSummary, Exporter, Observation, ObservationStream, Result};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Bytes buffered before they are written to the output.
+pub const FLUSH_THRESHOLD: usize = 64 * 1024;
+
+/// Registers the `json` and `ndjson` formats.
+pub fn register(registry: &mut medgate_core::Registry) {
+    registry.add_exporter(Arc::new(JsonExporter));
+    registry.add_exporter(Arc::new(NdjsonExporter));
+}
+
+/// The `json` exporter: a single JSON array of observation objects.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonExporter;
+
+/// The `ndjson` exporter: newline-delimited JSON, one observation object per line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NdjsonExporter;
+
+/// The bytes around and between rows that distinguish the two formats.
+struct Framing {
+    open: &'static [u8],
+    separator: &'static [u8],
+    after_row: &'static [u8],
+    close: &'static [u8],
+}
+
+const ARRAY: Framing = Framing {
+    open: b"[",
+    separator: b",\n",
+    after_row: b"",
+    close: b"]",
+};
+
+const LINES: Framing = Framing {
+    open: b"",
+    separator: b"",
+    after_row: b"\n",
+    close: b"",
+};
+
+#[async_trait]
+impl Exporter for JsonExporter {
+    fn format(&self) -> &'static str {
+        "json"
+    }
+
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+
+    fn extension(&self) -> &'static str {
+        "json"
+    }
+
+    async fn export(
+        &self,
+        rows: ObservationStream,
+        out: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<ExportSummary> {
+        write_framed(&ARRAY, rows, out).await
+    }
+}
+
+#[async_trait]
+impl Exporter for NdjsonExporter {
+    fn format(&self) -> &'static str {
+        "ndjson"
+    }
+
+    fn content_type(&self) -> &'static str {
+        "application/x-ndjson"
+    }
+
+    fn extension(&self) -> &'static str {
+        "ndjson"
+    }
+
+    async fn export(
+        &self,
+        rows: ObservationStream,
+        out: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<ExportSummary> {
+        write_framed(&LINES, rows, out).await
+    }
+}
+
+/// Streams `rows` to `out` as JSON with the given framing.
+async fn write_framed(
+    framing: &Framing,
+    mut rows: ObservationStream,
+    out: &mut (dyn AsyncWrite + Send + Unpin),
+) -> Result<ExportSummary> {
+    let mut buffer = Vec::with_capacity(FLUSH_THRESHOLD + 4 * 1024);
+    buffer.extend_from_slice(framing.open);
+    let mut count = 0u64;
+    while let Some(item) = rows.next().await {
+        let observation = match item {
+            Ok(observation) => observation,
+            Err(stream_error) => {
+                // Deliver what was complete, never the closing bracket; the stream's error
+                // wins over a write error.
+                let _ = out.write_all(&buffer).await;
+                return Err(stream_error);
+            }
+        };
+        if count > 0 {
+            buffer.extend_from_slice(framing.separator);
+        }
+        encode_row(&mut buffer, &observation)?;
+        buffer.extend_from_slice(framing.after_row);
+        count += 1;
+        if buffer.len() >= FLUSH_THRESHOLD {
+            out.write_all(&buffer).await?;
+            buffer.clear();
+        }
+    }
+    buffer.extend_from_slice(framing.close);
+    out.write_all(&buffer).await?;
+    out.flush().await?;
+    Ok(ExportSummary { rows: count })
+}
+
+/// Appends one observation as a JSON object.
+fn encode_row(buffer: &mut Vec<u8>, observation: &Observation) -> Result<()> {
+    // Serializing into a Vec cannot fail on I/O; the message of any other serde error
+    // describes the type, not the data, so it is safe to surface.
+    serde_json::to_writer(buffer, observation).map_err(|e| Error::Export(format!("json: {e}")))
+}
