@@ -189,6 +189,20 @@ impl AuditLog {
     /// [`AuditError::Io`] when the line cannot be written (the file is rolled back to its last
     /// complete line), [`AuditError::Broken`] when an earlier failure could not be rolled back.
     pub async fn append(&self, entry: AuditEntry) -> Result<(), AuditError> {
+        // The append runs in its own task: if the caller is cancelled (a client hangs up while
+        // its entry is being written), the line still reaches the file *and* the chain's tip
+        // advances with it. Without this, a dropped future left a written line behind an
+        // un-advanced tip and the next entry reused its sequence number.
+        let log = self.clone();
+        tokio::spawn(async move { log.append_now(entry).await })
+            .await
+            .map_err(|e| AuditError::Io {
+                path: self.inner.path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+    }
+
+    async fn append_now(&self, entry: AuditEntry) -> Result<(), AuditError> {
         let mut tip = self.inner.state.lock().await;
         if tip.broken {
             return Err(AuditError::Broken {

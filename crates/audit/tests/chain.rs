@@ -256,3 +256,29 @@ async fn an_opened_log_refuses_a_truncated_trail_and_names_the_line() {
         "{e}"
     );
 }
+
+/// A caller that gives up while its entry is being written (a client hanging up) must not
+/// leave the chain with a written line and an un-advanced tip (a duplicate seq next).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_appends_never_break_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, Durability::Fsync).unwrap();
+    let tasks: Vec<_> = (1..=200u64)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                // Some callers give up almost at once, others after a while.
+                let patience = std::time::Duration::from_micros((i % 7) * 150);
+                let _ = tokio::time::timeout(patience, log.append(entry(i))).await;
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    log.append(entry(999)).await.unwrap();
+    let report = verify(&path).expect("the chain is intact after cancelled appends");
+    assert_eq!(report.entries as usize, lines(&path).len());
+    assert!(report.entries >= 1);
+}
