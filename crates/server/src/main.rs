@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use medgate::startup;
 
+/// mimalloc instead of glibc malloc: the data path allocates many short-lived strings per row,
+/// and glibc's allocator showed up as ~15% of CPU in the pull-path profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "medgate", version, about = "A gateway for clinical data")]
 struct Cli {
