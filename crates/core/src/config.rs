@@ -462,6 +462,21 @@ impl fmt::Display for ConfigIssues {
 
 impl std::error::Error for ConfigIssues {}
 
+/// Everything but RFC 3986 unreserved characters is percent-encoded, so a patient id can never
+/// add a path segment, a query or a fragment to an upstream URL.
+const PATIENT_ID_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The URL for one patient: `template` (checked by [`check_url_template`]) with its
+/// `{patient_id}` replaced by the percent-encoded id.
+pub fn fill_url_template(template: &str, patient_id: &str) -> String {
+    let encoded = percent_encoding::utf8_percent_encode(patient_id, PATIENT_ID_ENCODE).to_string();
+    template.replace("{patient_id}", &encoded)
+}
+
 /// Checks an `http(s)` URL template containing `{patient_id}`; for plugins' `url` keys.
 pub fn check_url_template(key: &str, template: &str) -> Vec<ConfigIssue> {
     let mut issues = Vec::new();
@@ -582,6 +597,18 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("line 3"), "{text}");
         assert!(text.contains("lisen"), "{text}");
+    }
+
+    #[test]
+    fn patient_ids_are_percent_encoded_into_templates() {
+        assert_eq!(
+            fill_url_template("http://h/p?id={patient_id}", "a/b c?x#y&z=1"),
+            "http://h/p?id=a%2Fb%20c%3Fx%23y%26z%3D1"
+        );
+        assert_eq!(
+            fill_url_template("http://h/{patient_id}", "P-1.2_3~"),
+            "http://h/P-1.2_3~"
+        );
     }
 
     #[test]

@@ -5,18 +5,9 @@ use futures::StreamExt;
 use medgate_core::{
     BuildContext, DataSource, Error, FetchRequest, ObservationStream, Result, Upstream,
 };
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::sync::Arc;
 
 use crate::{parse, ParseContext, Parser};
-
-/// Everything but RFC 3986 unreserved characters is encoded, so an id can never change the
-/// URL's path or query structure.
-const ID_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// Bodies at least this large are parsed on the blocking pool so they cannot stall the
 /// async runtime.
@@ -45,8 +36,7 @@ impl HisSource {
 
     /// The URL for one patient, the id percent-encoded.
     pub fn url_for(&self, patient_id: &str) -> String {
-        let encoded = utf8_percent_encode(patient_id, ID_ENCODE).to_string();
-        self.url.replace("{patient_id}", &encoded)
+        medgate_core::config::fill_url_template(&self.url, patient_id)
     }
 }
 

@@ -7,21 +7,12 @@ use futures::StreamExt;
 use medgate_core::{
     BuildContext, DataSource, Error, FetchRequest, Observation, ObservationStream, Result, Upstream,
 };
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::{parse, ParseContext, PayloadFormat};
 
 /// Bodies larger than this are parsed on the blocking pool so a big payload does not stall
 /// the async workers serving other requests.
 pub const BLOCKING_PARSE_THRESHOLD: usize = 256 * 1024;
-
-/// Everything but RFC 3986 unreserved characters is percent-encoded, so a patient id can
-/// never add a path segment, a query or a fragment to the upstream URL.
-const PATH_SAFE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// Fetches one patient's wearable JSON and turns it into observations.
 pub struct WearableSource {
@@ -46,8 +37,7 @@ impl WearableSource {
 
     /// The upstream URL for `patient_id`, percent-encoded into the template.
     pub fn url_for(&self, patient_id: &str) -> String {
-        let encoded = utf8_percent_encode(patient_id, PATH_SAFE).to_string();
-        self.url.replace("{patient_id}", &encoded)
+        medgate_core::config::fill_url_template(&self.url, patient_id)
     }
 
     async fn parse_body(&self, bytes: bytes::Bytes, patient_id: &str) -> Result<Vec<Observation>> {
