@@ -110,6 +110,12 @@ impl Registry {
         self.exporters.keys().copied().collect()
     }
 
+    /// The registered exporter for `format` (benchmarks and tools; requests go through the
+    /// [`Catalog`], which holds only the enabled ones).
+    pub fn exporter(&self, format: &str) -> Option<&Arc<dyn Exporter>> {
+        self.exporters.get(format)
+    }
+
     /// Phase 1: validates `config` without any I/O.
     ///
     /// # Errors
