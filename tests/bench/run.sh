@@ -29,10 +29,10 @@ for run in $(seq "$runs"); do
   line "go-gin reference" "$(wrk -t2 -c64 -d"$dur" --latency -s "$shared/bench/wrk/rotate_gin.lua" http://127.0.0.1:9201)"
   line "medgate /v1/data/his" "$(wrk -t2 -c64 -d"$dur" --latency -s "$root/tests/bench/medgate_his.lua" http://127.0.0.1:8088)"
   # S2: the same load while 64 more connections hit a source whose upstream hangs.
-  SOURCE=hang wrk -t1 -c64 -d"$dur" -s "$root/tests/bench/medgate_his.lua" http://127.0.0.1:8088 >/tmp/medgate-bench/hang.txt &
+  SOURCE=hang wrk -t1 -c64 -d"$dur" -s "$root/tests/bench/medgate_his.lua" http://127.0.0.1:8088 >/tmp/medgate-bench/hang.txt & failing=$!
   sleep 1
   line "medgate his, hang failing" "$(wrk -t2 -c64 -d"$dur" --latency -s "$root/tests/bench/medgate_his.lua" http://127.0.0.1:8088)"
-  wait
+  wait "$failing" || true
 done
 echo "upstream connections from medgate to nginx :9101 (keep-alive pool):"
 ss -tn state established '( dport = :9101 )' | tail -n +2 | wc -l
