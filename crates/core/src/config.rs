@@ -37,6 +37,21 @@ pub struct Config {
     /// The audit trail of every access to patient data.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Terminology maps (local code → standard code), applied by sources that list them.
+    #[serde(default)]
+    pub code_maps: Vec<CodeMapConfig>,
+}
+
+/// One `[[code_maps]]` entry: a CSV dictionary from local codes to standard ones.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeMapConfig {
+    /// Name that sources use in their `code_maps` list.
+    pub name: String,
+    /// CSV file with the header
+    /// `source_system,source_code,target_system,target_code,target_display`; relative
+    /// paths are relative to the working directory.
+    pub file: std::path::PathBuf,
 }
 
 /// `[auth]`
@@ -288,11 +303,19 @@ pub struct SourceCommon {
     /// The circuit breaker.
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// Names of `[[code_maps]]` applied to this source's codes, in order (the first map that
+    /// knows a code wins).
+    #[serde(default)]
+    pub code_maps: Vec<String>,
+    /// IANA time zone (`Asia/Shanghai`) applied to this source's times that carry no UTC
+    /// offset; without it such times stay local and are marked so.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 impl SourceCommon {
     /// The keys above; everything else in the entry goes to the plugin.
-    pub const KEYS: [&'static str; 8] = [
+    pub const KEYS: [&'static str; 10] = [
         "name",
         "kind",
         "timeout_ms",
@@ -301,7 +324,22 @@ impl SourceCommon {
         "max_concurrency",
         "retry",
         "breaker",
+        "code_maps",
+        "timezone",
     ];
+
+    /// The configured time zone, if any.
+    ///
+    /// # Errors
+    /// The name is not in the time zone database (validation reports this first).
+    pub fn time_zone(&self) -> Result<Option<jiff::tz::TimeZone>, String> {
+        match &self.timezone {
+            None => Ok(None),
+            Some(name) => jiff::tz::db().get(name).map(Some).map_err(|_| {
+                format!("unknown time zone `{name}` (expected an IANA name such as Asia/Shanghai)")
+            }),
+        }
+    }
 }
 
 /// `[sources.retry]`: retries only for connect errors, 502/503/504 and timeouts.

@@ -1,6 +1,10 @@
 //! medgate-core: the contracts every other medgate crate is written against.
 //!
-//! - [`model`]: the normalized [`Observation`] every source produces and every exporter consumes.
+//! - [`model`]: the record, a typed lossless subset of the FHIR R4 Observation that every
+//!   source produces and every exporter consumes; [`Decimal`] and [`DateTime`] keep numbers
+//!   and times exactly as written.
+//! - [`row`]: the one tabular projection ([`Row`]) that CSV, Excel and the flat JSON API write.
+//! - [`fhir`]: the record as FHIR R4 JSON.
 //! - [`source`]: the [`DataSource`] trait (one required method) and the stream it returns.
 //! - [`export`]: the [`Exporter`] trait, a streaming sink over that stream.
 //! - [`upstream`]: the [`Upstream`] port through which sources reach their HTTP upstream; the
@@ -15,17 +19,27 @@
 //! `Stream<Item = Result<Observation>>`, so nothing here assumes a result fits in memory.
 
 pub mod config;
+pub mod datetime;
+pub mod decimal;
 pub mod error;
 pub mod export;
+pub mod fhir;
 pub mod model;
 pub mod registry;
+pub mod row;
 pub mod source;
 pub mod upstream;
 
 pub use config::{Config, ConfigIssue, ConfigIssues, SourceCommon};
+pub use datetime::{DateTime, Precision, Zone};
+pub use decimal::Decimal;
 pub use error::{Error, ErrorClass, Result};
 pub use export::{ExportSummary, Exporter};
-pub use model::{Decimal, Observation, Value};
+pub use model::{
+    CodeableConcept, Coding, Comparator, Component, Effective, Observation, Period, Quantity,
+    Range, Ratio, Reference, ReferenceRange, Status, Value, Warning,
+};
 pub use registry::{BuildContext, Catalog, Registry, SourceConfig, SourceHandle, SourceInfo};
-pub use source::{DataSource, FetchRequest, ObservationStream};
+pub use row::{rows, Cell, Row, COLUMNS};
+pub use source::{CodeFilter, DataSource, FetchRequest, Filter, ObservationStream};
 pub use upstream::{CircuitState, Upstream, UpstreamBody};

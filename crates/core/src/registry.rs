@@ -129,6 +129,7 @@ impl Registry {
                 sources.push(planned);
             }
         }
+        check_code_map_names(&config, &sources, &mut issues);
         let exporters = self.validate_exporters(&config, &mut issues);
         issues.extend(crate::config::check_access(&config, &names));
         if issues.is_empty() {
@@ -224,6 +225,29 @@ impl Registry {
     }
 }
 
+/// `[[code_maps]]` names are unique and every source's `code_maps` names one of them.
+fn check_code_map_names(config: &Config, sources: &[PlannedSource], issues: &mut Vec<ConfigIssue>) {
+    let mut names = HashSet::new();
+    for (i, map) in config.code_maps.iter().enumerate() {
+        if map.name.is_empty() || !names.insert(map.name.as_str()) {
+            issues.push(ConfigIssue::new(
+                format!("code_maps[{i}].name"),
+                "must be non-empty and unique",
+            ));
+        }
+    }
+    for (i, source) in sources.iter().enumerate() {
+        for (j, name) in source.common.code_maps.iter().enumerate() {
+            if !names.contains(name.as_str()) {
+                issues.push(ConfigIssue::new(
+                    format!("sources[{i}] ({}).code_maps[{j}]", source.common.name),
+                    format!("no [[code_maps]] entry is named `{name}`"),
+                ));
+            }
+        }
+    }
+}
+
 /// serde/toml messages may span lines (`...\nin `format``); a config problem is one line.
 fn one_line(message: &str) -> String {
     message
@@ -286,6 +310,9 @@ fn check_common(
             format!("{label}.retry.base_delay_ms"),
             "must not exceed retry.max_delay_ms",
         ));
+    }
+    if let Err(message) = c.time_zone() {
+        issues.push(ConfigIssue::new(format!("{label}.timezone"), message));
     }
     if !(c.breaker.failure_rate > 0.0 && c.breaker.failure_rate <= 1.0) {
         issues.push(ConfigIssue::new(

@@ -1,0 +1,1 @@
+//! medgate-pipeline (being written).

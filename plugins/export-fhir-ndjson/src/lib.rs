@@ -1,0 +1,1 @@
+//! medgate-export-fhir-ndjson (being written).
