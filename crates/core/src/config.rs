@@ -190,6 +190,21 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, in ms.
     #[serde(default = "default_shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// PEM certificate chain for serving HTTPS (with `tls_key`); plain HTTP without it.
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Time a client has to send a request's headers, in ms (slowloris guard).
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// How long an idle keep-alive connection is kept open, in ms.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Most client connections open at once; beyond it new ones are closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -201,6 +216,11 @@ impl Default for ServerConfig {
             request_timeout_ms: default_request_timeout_ms(),
             max_request_timeout_ms: default_max_request_timeout_ms(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
+            tls_cert: None,
+            tls_key: None,
+            header_read_timeout_ms: default_header_read_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -221,6 +241,15 @@ fn default_max_request_timeout_ms() -> u64 {
     30_000
 }
 fn default_shutdown_grace_ms() -> u64 {
+    10_000
+}
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+fn default_max_connections() -> usize {
     10_000
 }
 
@@ -311,11 +340,21 @@ pub struct SourceCommon {
     /// offset; without it such times stay local and are marked so.
     #[serde(default)]
     pub timezone: Option<String>,
+    /// PEM file of CA certificates trusted for this source's HTTPS upstream, in addition to
+    /// the platform's roots.
+    #[serde(default)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate chain for mutual TLS (with `tls_client_key`).
+    #[serde(default)]
+    pub tls_client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_client_cert`.
+    #[serde(default)]
+    pub tls_client_key: Option<std::path::PathBuf>,
 }
 
 impl SourceCommon {
     /// The keys above; everything else in the entry goes to the plugin.
-    pub const KEYS: [&'static str; 10] = [
+    pub const KEYS: [&'static str; 13] = [
         "name",
         "kind",
         "timeout_ms",
@@ -326,6 +365,9 @@ impl SourceCommon {
         "breaker",
         "code_maps",
         "timezone",
+        "tls_ca",
+        "tls_client_cert",
+        "tls_client_key",
     ];
 
     /// The configured time zone, if any.
