@@ -66,6 +66,11 @@ pub enum Error {
     /// A bug or a panic inside medgate or a plugin.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// The work was stopped before it finished (the gateway is shutting down, or the job was
+    /// cancelled); what was produced before is valid but incomplete.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl Error {
@@ -79,7 +84,7 @@ impl Error {
             | Error::Malformed { .. }
             | Error::BodyTooLarge { .. }
             | Error::Unavailable { .. } => ErrorClass::Upstream,
-            Error::Export(_) | Error::Internal(_) => ErrorClass::Internal,
+            Error::Export(_) | Error::Internal(_) | Error::Interrupted(_) => ErrorClass::Internal,
         }
     }
 
@@ -96,6 +101,7 @@ impl Error {
             Error::BadRequest(_) => "bad-request",
             Error::Export(_) => "export-failed",
             Error::Internal(_) => "internal",
+            Error::Interrupted(_) => "interrupted",
         }
     }
 
