@@ -150,9 +150,23 @@ pub struct AuditConfig {
     /// The hash-chained JSON Lines file.
     #[serde(default = "default_audit_path")]
     pub path: std::path::PathBuf,
-    /// fdatasync each batch of entries (slower; survives power loss).
+    /// fdatasync every entry before the response completes (slower; survives power loss).
     #[serde(default)]
     pub fsync: bool,
+    /// Environment variable holding the HMAC key (at least 32 bytes) that signs periodic
+    /// checkpoints of the chain's head; without it there are no checkpoints.
+    #[serde(default)]
+    pub checkpoint_key_env: Option<String>,
+    /// Sign a checkpoint at least every this many entries (1..=1000000).
+    #[serde(default = "default_checkpoint_every_entries")]
+    pub checkpoint_every_entries: u64,
+    /// Sign a checkpoint at least this often, in ms (1000..=86400000).
+    #[serde(default = "default_checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
+    /// Most patient ids recorded for a rejected request (0..=10000); the count of the rest
+    /// is recorded instead.
+    #[serde(default = "default_max_rejected_patient_ids")]
+    pub max_rejected_patient_ids: usize,
 }
 
 impl Default for AuditConfig {
@@ -160,8 +174,22 @@ impl Default for AuditConfig {
         AuditConfig {
             path: default_audit_path(),
             fsync: false,
+            checkpoint_key_env: None,
+            checkpoint_every_entries: default_checkpoint_every_entries(),
+            checkpoint_interval_ms: default_checkpoint_interval_ms(),
+            max_rejected_patient_ids: default_max_rejected_patient_ids(),
         }
     }
+}
+
+fn default_checkpoint_every_entries() -> u64 {
+    1000
+}
+fn default_checkpoint_interval_ms() -> u64 {
+    60_000
+}
+fn default_max_rejected_patient_ids() -> usize {
+    100
 }
 
 fn default_audit_path() -> std::path::PathBuf {

@@ -21,7 +21,7 @@ pub enum ErrorClass {
 }
 
 /// What can go wrong between a request and its answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The upstream does not know the patient (its 404). `name` is always the source name.
     #[error("patient not found in source {name}")]
@@ -67,6 +67,14 @@ pub enum Error {
     #[error("internal error: {0}")]
     Internal(String),
 
+    /// The gateway itself is out of a resource (file descriptors, memory budget, queue
+    /// room): not the upstream's fault, not counted against any source; retry later.
+    #[error("the gateway is overloaded: {reason}")]
+    Overloaded {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+
     /// The work was stopped before it finished (the gateway is shutting down, or the job was
     /// cancelled); what was produced before is valid but incomplete.
     #[error("interrupted: {0}")]
@@ -84,7 +92,10 @@ impl Error {
             | Error::Malformed { .. }
             | Error::BodyTooLarge { .. }
             | Error::Unavailable { .. } => ErrorClass::Upstream,
-            Error::Export(_) | Error::Internal(_) | Error::Interrupted(_) => ErrorClass::Internal,
+            Error::Export(_)
+            | Error::Internal(_)
+            | Error::Interrupted(_)
+            | Error::Overloaded { .. } => ErrorClass::Internal,
         }
     }
 
@@ -102,6 +113,7 @@ impl Error {
             Error::Export(_) => "export-failed",
             Error::Internal(_) => "internal",
             Error::Interrupted(_) => "interrupted",
+            Error::Overloaded { .. } => "overloaded",
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`fhir`]: the record as FHIR R4 JSON.
 //! - [`source`]: the [`DataSource`] trait (one required method) and the stream it returns.
 //! - [`export`]: the [`Exporter`] trait, a streaming sink over that stream.
+//! - [`store`]: the [`ObservationStore`] port through which `store` sources read pushed data.
 //! - [`upstream`]: the [`Upstream`] port through which sources reach their HTTP upstream; the
 //!   implementation (timeouts, body caps, retries, breakers) lives in `medgate-upstream`, so
 //!   protection is written once and not per plugin.
@@ -28,6 +29,7 @@ pub mod model;
 pub mod registry;
 pub mod row;
 pub mod source;
+pub mod store;
 pub mod upstream;
 
 pub use config::{Config, ConfigIssue, ConfigIssues, SourceCommon};
@@ -42,4 +44,5 @@ pub use model::{
 pub use registry::{BuildContext, Catalog, Registry, SourceConfig, SourceHandle, SourceInfo};
 pub use row::{rows, Cell, Row, COLUMNS};
 pub use source::{CodeFilter, DataSource, FetchRequest, Filter, ObservationStream};
+pub use store::ObservationStore;
 pub use upstream::{CircuitState, Upstream, UpstreamBody};

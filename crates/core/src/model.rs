@@ -6,6 +6,9 @@
 //! from here: FHIR JSON ([`crate::fhir`]) keeps everything, the tabular [`Row`](crate::Row)
 //! (CSV, Excel, the flat JSON API) flattens it into fixed columns.
 //!
+//! Every type (de)serializes with serde in medgate's own lossless JSON form (used by the
+//! store); FHIR JSON is a separate projection.
+//!
 //! `patient_id` and `source` are shared, reference-counted strings: every row of a payload
 //! carries the same two, and cloning them must not allocate.
 
@@ -28,7 +31,8 @@ pub const UCUM: &str = "http://unitsofmeasure.org";
 
 /// One clinical observation (a panel keeps its components; the tabular projection gives
 /// each component its own row).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Observation {
     /// The patient id as the partner asked for it (FHIR `subject`; never logged).
     pub patient_id: Arc<str>,
@@ -164,7 +168,8 @@ impl Status {
 }
 
 /// A code in a code system (FHIR `Coding`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Coding {
     /// The code system URI, e.g. `http://loinc.org` (CDA OIDs are mapped or `urn:oid:…`).
     pub system: Option<String>,
@@ -194,7 +199,8 @@ impl Coding {
 }
 
 /// Codings plus free text (FHIR `CodeableConcept`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CodeableConcept {
     /// Codings in upstream order; a mapped coding is inserted first.
     pub coding: Vec<Coding>,
@@ -279,7 +285,8 @@ impl CodeableConcept {
 }
 
 /// A measured amount (FHIR `Quantity`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Quantity {
     /// The number as written.
     pub value: Option<Decimal>,
@@ -321,7 +328,7 @@ impl Quantity {
 }
 
 /// FHIR `QuantityComparator`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Comparator {
     /// `<`
     Less,
@@ -357,7 +364,8 @@ impl Comparator {
 }
 
 /// Low and high bounds (FHIR `Range`; both inclusive).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Range {
     /// The low bound.
     pub low: Option<Quantity>,
@@ -366,7 +374,8 @@ pub struct Range {
 }
 
 /// A ratio of two quantities (FHIR `Ratio`), e.g. a titer `1:128`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Ratio {
     /// The numerator.
     pub numerator: Option<Quantity>,
@@ -375,7 +384,8 @@ pub struct Ratio {
 }
 
 /// A time span (FHIR `Period`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Period {
     /// The start, inclusive.
     pub start: Option<DateTime>,
@@ -384,7 +394,7 @@ pub struct Period {
 }
 
 /// FHIR `effective[x]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Effective {
     /// `effectiveDateTime` or `effectiveInstant`.
     DateTime(DateTime),
@@ -419,7 +429,7 @@ impl Effective {
 }
 
 /// FHIR `value[x]` of an Observation or a component.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     /// No value (a panel, a pending result, or see `dataAbsentReason`).
     #[default]
@@ -488,7 +498,8 @@ impl Value {
 }
 
 /// A normal range (FHIR `Observation.referenceRange`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ReferenceRange {
     /// The low bound.
     pub low: Option<Quantity>,
@@ -508,7 +519,8 @@ impl ReferenceRange {
 }
 
 /// One part of a panel (FHIR `Observation.component`).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Component {
     /// What the part measures.
     pub code: CodeableConcept,
@@ -523,7 +535,8 @@ pub struct Component {
 }
 
 /// A reference to another resource (FHIR `Reference`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Reference {
     /// `Observation/123`, `urn:uuid:…`, or an absolute URL.
     pub reference: Option<String>,

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigIssue, ConfigIssues, SourceCommon};
-use crate::{DataSource, Exporter, Result, Upstream};
+use crate::{DataSource, Exporter, ObservationStore, Result, Upstream};
 
 /// A plugin's typed config for one `[[sources]]` entry (the keys beyond [`SourceCommon`]).
 ///
@@ -50,6 +50,8 @@ pub struct BuildContext {
     pub upstream: Arc<dyn Upstream>,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
+    /// medgate's own store of pushed observations, when one is configured (`[store]`).
+    pub store: Option<Arc<dyn ObservationStore>>,
 }
 
 impl BuildContext {
@@ -59,6 +61,7 @@ impl BuildContext {
             source_name: source_name.into(),
             upstream,
             shutdown: CancellationToken::new(),
+            store: None,
         }
     }
 }
@@ -348,6 +351,7 @@ impl Plan {
     pub fn build(
         &self,
         upstream_for: &dyn Fn(&SourceCommon) -> Arc<dyn Upstream>,
+        store: Option<Arc<dyn ObservationStore>>,
         shutdown: &CancellationToken,
     ) -> Result<Catalog> {
         let mut sources = Vec::with_capacity(self.sources.len());
@@ -358,6 +362,7 @@ impl Plan {
                 source_name: c.name.clone(),
                 upstream: upstream.clone(),
                 shutdown: shutdown.clone(),
+                store: store.clone(),
             };
             let source = planned.plugin.build(ctx)?;
             let info = SourceInfo {

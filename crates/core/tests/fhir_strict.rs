@@ -160,3 +160,33 @@ fn a_full_panel_with_odd_ids_and_local_times_is_valid_r4() {
     assert_eq!(r4.component.len(), 2);
     assert!(r4.id.is_some());
 }
+
+#[test]
+fn the_internal_json_form_round_trips_losslessly() {
+    let mut o = base("rt");
+    o.value = Value::Quantity(Quantity {
+        comparator: Some(Comparator::Less),
+        ..Quantity::ucum(d("1e-400"), "mmol/L")
+    });
+    o.components = vec![Component {
+        code: CodeableConcept::coded(LOINC, "8480-6", None),
+        value: Value::Ratio(Ratio {
+            numerator: Some(Quantity::ucum(d("1"), "1")),
+            denominator: Some(Quantity::ucum(d("128.0"), "1")),
+        }),
+        ..Default::default()
+    }];
+    o.effective = Some(Effective::Period(Period {
+        start: Some(dt("2016-12-13T11:02:30.000")),
+        end: Some(dt("2016-12")),
+    }));
+    o.code.coding.push(Coding {
+        mapped: true,
+        ..Coding::new(LOINC, "2345-7", None)
+    });
+    o.warnings = vec![Warning::new("line 1, column 2", "odd")];
+    let json = serde_json::to_string(&o).unwrap();
+    let back: Observation = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, o);
+    assert!(json.contains("1e-400"), "{json}");
+}
