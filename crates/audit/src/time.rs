@@ -1,39 +1,32 @@
-//! RFC 3339 UTC timestamps with milliseconds, without a date-time dependency.
+//! RFC 3339 UTC timestamps with milliseconds, through jiff (the workspace's date-time crate).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-/// Formats `at` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC). Times before 1970 (a badly set clock)
-/// are written as the epoch rather than failing the audit write.
+use jiff::Timestamp;
+
+/// Formats `at` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC), milliseconds truncated. A clock beyond
+/// jiff's range (years -9999..=9999, only a wildly wrong clock) is written as the nearest
+/// end of that range rather than failing the audit write.
 pub(crate) fn rfc3339_millis(at: SystemTime) -> String {
-    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since_epoch.as_secs();
-    let millis = since_epoch.subsec_millis();
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let rem = secs % 86_400;
-    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z")
+    let at = Timestamp::try_from(at).unwrap_or_else(|_| {
+        if at > SystemTime::UNIX_EPOCH {
+            Timestamp::MAX
+        } else {
+            Timestamp::MIN
+        }
+    });
+    format!("{at:.3}")
 }
 
-/// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day).
-///
-/// Howard Hinnant's `civil_from_days`, restricted to non-negative day counts.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097; // day of era, [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era, [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March 1, [0, 365]
-    let mp = (5 * doy + 2) / 153; // month from March, [0, 11]
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+/// Now, as [`rfc3339_millis`] writes it.
+pub(crate) fn now() -> String {
+    rfc3339_millis(SystemTime::now())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn at(secs: u64, millis: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
@@ -63,10 +56,24 @@ mod tests {
     }
 
     #[test]
-    fn clamps_times_before_the_epoch() {
+    fn truncates_below_a_millisecond() {
+        let t = at(1_735_689_599, 999) + Duration::from_micros(999);
+        assert_eq!(rfc3339_millis(t), "2024-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn writes_times_before_the_epoch_as_they_are() {
+        // A badly set clock is recorded faithfully (the old hand-written code clamped it).
         assert_eq!(
             rfc3339_millis(UNIX_EPOCH - Duration::from_secs(5)),
-            "1970-01-01T00:00:00.000Z"
+            "1969-12-31T23:59:55.000Z"
         );
+    }
+
+    #[test]
+    fn a_clock_beyond_the_range_does_not_fail() {
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        // jiff's last representable instant (its range leaves room for any UTC offset).
+        assert_eq!(rfc3339_millis(far), "9999-12-30T22:00:00.999Z");
     }
 }
