@@ -10,6 +10,8 @@
 //!   as the text `unknown`.
 //! - A time of day without an offset is not a valid FHIR `dateTime`: the date is written and
 //!   the full local time kept in the [`LOCAL_TIME_EXTENSION`] extension of that primitive.
+//! - An offset medgate applied from the source's configured time zone is marked with the
+//!   [`ASSUMED_OFFSET_EXTENSION`] extension, so a reader can tell it from one the upstream sent.
 //! - `issued` is an `instant`: written only when it has a time and an offset.
 //!
 //! Numbers are written as JSON numbers with their digits as written.
@@ -25,6 +27,9 @@ use crate::DateTime;
 
 /// Extension on a `dateTime` primitive holding a local time that had no UTC offset.
 pub const LOCAL_TIME_EXTENSION: &str = "urn:medgate:fhir:extension:local-date-time";
+/// Extension on a `dateTime` primitive whose offset medgate applied from the source's
+/// configured time zone (the upstream sent a local time).
+pub const ASSUMED_OFFSET_EXTENSION: &str = "urn:medgate:fhir:extension:offset-assumed";
 /// Extension on `Observation` carrying a data-quality warning.
 pub const WARNING_EXTENSION: &str = "urn:medgate:fhir:extension:warning";
 
@@ -164,6 +169,15 @@ impl Serialize for Subject<'_> {
 }
 
 fn date_time_entry<M: SerializeMap>(m: &mut M, key: &str, d: &DateTime) -> Result<(), M::Error> {
+    if matches!(d.zone(), Some(crate::Zone::Assumed(_))) {
+        m.serialize_entry(key, d)?;
+        return m.serialize_entry(
+            &format!("_{key}"),
+            &serde_json::json!({
+                "extension": [{ "url": ASSUMED_OFFSET_EXTENSION, "valueBoolean": true }]
+            }),
+        );
+    }
     if !d.is_local() {
         return m.serialize_entry(key, d);
     }

@@ -89,6 +89,9 @@ fn every_value_type_is_valid_r4() {
             end: Some(dt("2024-01-02T10:00:00")),
         }),
         Value::DateTime(dt("2016-12-13T11:02:30")),
+        Value::DateTime(
+            dt("2016-12-13T11:02:30").assume_zone(&jiff::tz::db().get("Asia/Shanghai").unwrap()),
+        ),
         Value::Time("10:30:00".into()),
     ];
     for value in values {

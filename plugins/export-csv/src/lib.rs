@@ -1,21 +1,34 @@
 //! CSV exporter (RFC 4180, formula-injection safe).
 //!
-//! Writes one header row ([`COLUMNS`]) and one row per [`Observation`], CRLF-terminated,
-//! UTF-8 without BOM. Rows are encoded by a [`csv::Writer`] into a reusable in-memory buffer
-//! that is handed to the output whenever it passes [`FLUSH_THRESHOLD`], so memory stays
-//! bounded whatever the row count.
+//! Writes one header row ([`COLUMNS`], 27 columns, the first ten being medgate's original
+//! flat record) and then the tabular projection [`medgate_core::rows`] of every
+//! [`Observation`]: one row per result, a panel's components each on their own row
+//! (`<id>#<n>`). Rows are CRLF-terminated, UTF-8 without BOM.
+//!
+//! Cells are written as [`Cell::as_text`] says: numbers exactly as written (`98.60`,
+//! `1e-400`), integers, `true`/`false`, date-times in RFC 3339 with their offset (or none
+//! for local times), empty for nothing.
 //!
 //! Spreadsheet applications execute cells starting with `=`, `+`, `-`, `@`, tab or CR as
 //! formulas ("CSV injection"). Following OWASP, every *text* cell starting with one of those
-//! characters gets a leading `'`; numeric values (for example `-1.5`) are written unchanged,
-//! because a number is not a formula and must stay machine-readable.
+//! characters gets a leading `'`; numbers, integers and date-times are never prefixed
+//! (`-0.5` stays `-0.5`), because they are not formulas and must stay machine-readable.
+//!
+//! Memory: rows are encoded by a [`csv::Writer`] into a reusable in-memory buffer that is
+//! handed to the output whenever it passes [`FLUSH_THRESHOLD`], so memory stays bounded
+//! whatever the row count. When the stream fails, the complete rows encoded so far are
+//! delivered and the stream's error is returned; the caller cuts the download, so a partial
+//! file is never mistaken for a whole one.
 
+use std::io::Write as _;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use medgate_core::model::COLUMNS;
-use medgate_core::{Error, ExportSummary, Exporter, Observation, ObservationStream, Result, Value};
+use medgate_core::{
+    rows, Cell, Error, ExportSummary, Exporter, Observation, ObservationStream, Result, Row,
+    COLUMNS,
+};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Bytes buffered before they are written to the output.
@@ -44,14 +57,15 @@ impl Exporter for CsvExporter {
         "csv"
     }
 
+    /// Counts observations (a panel of three components is one observation, three rows).
     async fn export(
         &self,
-        mut rows: ObservationStream,
+        mut observations: ObservationStream,
         out: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<ExportSummary> {
         let mut encoder = RowEncoder::new()?;
         let mut count = 0u64;
-        while let Some(item) = rows.next().await {
+        while let Some(item) = observations.next().await {
             let observation = match item {
                 Ok(observation) => observation,
                 Err(stream_error) => {
@@ -61,7 +75,7 @@ impl Exporter for CsvExporter {
                     return Err(stream_error);
                 }
             };
-            encoder.write_row(&observation)?;
+            encoder.write_observation(&observation)?;
             count += 1;
             if encoder.buffered() >= FLUSH_THRESHOLD {
                 encoder.drain_into(out).await?;
@@ -73,11 +87,11 @@ impl Exporter for CsvExporter {
     }
 }
 
-/// A `csv::Writer` over a reusable byte buffer plus a scratch buffer for guarded cells.
+/// A `csv::Writer` over a reusable byte buffer plus a scratch buffer for cells that need
+/// formatting or the `'` prefix, so rows cause no allocation of their own.
 struct RowEncoder {
     builder: csv::WriterBuilder,
     writer: csv::Writer<Vec<u8>>,
-    /// Reused for cells that need the `'` prefix, so rows cause no allocation.
     scratch: Vec<u8>,
 }
 
@@ -102,46 +116,55 @@ impl RowEncoder {
         self.writer.get_ref().len()
     }
 
-    /// Encodes one observation in [`COLUMNS`] order.
-    fn write_row(&mut self, o: &Observation) -> Result<()> {
-        self.text(&o.patient_id)?;
-        self.text(&o.source)?;
-        self.text(&o.id)?;
-        self.optional_text(o.category.as_deref())?;
-        self.optional_text(o.code_system.as_deref())?;
-        self.optional_text(o.code.as_deref())?;
-        self.optional_text(o.display.as_deref())?;
-        match &o.value {
-            // A number is data, never a formula: `-1.5` stays `-1.5`.
-            Value::Number(d) => self.raw(d.as_str())?,
-            Value::Text(t) => self.text(t)?,
-            Value::Bool(b) => self.raw(if *b { "true" } else { "false" })?,
-            Value::Null => self.raw("")?,
+    /// Encodes every row of `o`.
+    fn write_observation(&mut self, o: &Observation) -> Result<()> {
+        for row in rows(o) {
+            self.write_row(&row)?;
         }
-        self.optional_text(o.unit.as_deref())?;
-        self.optional_text(o.effective.as_deref())?;
+        Ok(())
+    }
+
+    /// Encodes one row in [`COLUMNS`] order.
+    fn write_row(&mut self, row: &Row<'_>) -> Result<()> {
+        for cell in &row.cells {
+            self.write_cell(cell)?;
+        }
         // An empty record ends the row started by the `write_field` calls above.
         self.writer.write_record(None::<&[u8]>).map_err(csv_error)
     }
 
-    fn optional_text(&mut self, field: Option<&str>) -> Result<()> {
-        self.text(field.unwrap_or(""))
-    }
-
-    /// Writes a text cell, prefixing `'` when a spreadsheet would read it as a formula.
-    fn text(&mut self, field: &str) -> Result<()> {
-        if needs_guard(field) {
-            self.scratch.clear();
-            self.scratch.push(b'\'');
-            self.scratch.extend_from_slice(field.as_bytes());
-            self.writer.write_field(&self.scratch).map_err(csv_error)
-        } else {
-            self.raw(field)
+    fn write_cell(&mut self, cell: &Cell<'_>) -> Result<()> {
+        match cell {
+            Cell::Empty => self.field(b""),
+            Cell::Text(text) if needs_guard(text) => {
+                self.scratch.clear();
+                self.scratch.push(b'\'');
+                self.scratch.extend_from_slice(text.as_bytes());
+                self.scratch_field()
+            }
+            Cell::Text(text) => self.field(text.as_bytes()),
+            // Data, never a formula: `-0.5` stays `-0.5`.
+            Cell::Number(d) => self.field(d.as_str().as_bytes()),
+            Cell::Bool(b) => self.field(if *b { b"true" } else { b"false" }),
+            Cell::Integer(i) => {
+                self.scratch.clear();
+                write!(self.scratch, "{i}")?;
+                self.scratch_field()
+            }
+            Cell::DateTime(d) => {
+                self.scratch.clear();
+                write!(self.scratch, "{d}")?;
+                self.scratch_field()
+            }
         }
     }
 
-    fn raw(&mut self, field: &str) -> Result<()> {
-        self.writer.write_field(field).map_err(csv_error)
+    fn field(&mut self, bytes: &[u8]) -> Result<()> {
+        self.writer.write_field(bytes).map_err(csv_error)
+    }
+
+    fn scratch_field(&mut self) -> Result<()> {
+        self.writer.write_field(&self.scratch).map_err(csv_error)
     }
 
     /// Hands everything encoded so far to `out` and starts over on the same buffer.
@@ -181,7 +204,7 @@ mod tests {
         for s in ["=1+1", "+1", "-x", "@SUM(A1)", "\tx", "\rx"] {
             assert!(needs_guard(s), "{s:?}");
         }
-        for s in ["", "x=1", "1", "'", " =1", "Körper"] {
+        for s in ["", "x=1", "1", "'", " =1", "Körper", "<5", ">=1"] {
             assert!(!needs_guard(s), "{s:?}");
         }
     }

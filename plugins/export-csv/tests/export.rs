@@ -1,76 +1,16 @@
-//! End-to-end tests of the CSV exporter: export hand-built rows, parse them back with `csv`.
+//! End-to-end tests of the CSV exporter: export the shared rich observations, parse the bytes
+//! back with the `csv` crate, and compare with the source values.
 
-use futures::stream;
-use medgate_core::model::COLUMNS;
-use medgate_core::{
-    Decimal, Error, Exporter, Observation, ObservationStream, Registry, Result, Value,
-};
-use medgate_export_csv::CsvExporter;
+#[path = "fixture/mod.rs"]
+mod fixture;
 
-fn obs(id: &str, value: Value, display: Option<&str>, effective: Option<&str>) -> Observation {
-    Observation {
-        patient_id: "P000001".into(),
-        source: "his".into(),
-        id: id.into(),
-        category: Some("vital-signs".into()),
-        code_system: Some("http://loinc.org".into()),
-        code: Some("8310-5".into()),
-        display: display.map(Into::into),
-        value,
-        unit: Some("Cel".into()),
-        effective: effective.map(Into::into),
-    }
-}
+use fixture::{assert_stream_error, failing_stream, ok_stream};
+use medgate_core::row::col;
+use medgate_core::{rows, Cell, Effective, ObservationStream, Result, Value, COLUMNS};
+use medgate_export_csv::{CsvExporter, FLUSH_THRESHOLD};
 
-fn num(text: &str) -> Value {
-    Value::Number(Decimal::parse(text).unwrap())
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.into())
-}
-
-/// The fixture rows: precision, exponents, negatives, injection attempts, unicode, quoting.
-fn fixture() -> Vec<Observation> {
-    vec![
-        obs(
-            "o1",
-            num("98.60"),
-            Some("Körpertemperatur 体温"),
-            Some("2024-01-01T08:00:00+08:00"),
-        ),
-        obs("o2", num("1e-22"), None, Some("2024-01-01T08:00:00-05:00")),
-        obs(
-            "o3",
-            num("-1.5"),
-            Some("a, b"),
-            Some("2024-01-01T08:00:00Z"),
-        ),
-        obs(
-            "o4",
-            num("72"),
-            Some("say \"hi\"\nnext"),
-            Some("2024-01-01"),
-        ),
-        obs("o5", text("=cmd|' /C calc'!A0"), None, None),
-        obs("o6", text("+1"), Some("@SUM(A1:A2)"), None),
-        obs("o7", text("@SUM"), Some("-x"), None),
-        obs("o8", text("-x"), Some("\tindent"), None),
-        obs("o9", text("\tx"), None, None),
-        obs("o10", Value::Bool(true), None, None),
-        obs("o11", Value::Bool(false), None, None),
-        obs("o12", Value::Null, None, None),
-    ]
-}
-
-fn ok_stream(rows: Vec<Observation>) -> ObservationStream {
-    Box::pin(stream::iter(rows.into_iter().map(Ok)))
-}
-
-async fn export(rows: ObservationStream) -> (Result<u64>, Vec<u8>) {
-    let mut out = Vec::new();
-    let result = CsvExporter.export(rows, &mut out).await.map(|s| s.rows);
-    (result, out)
+async fn export(observations: ObservationStream) -> (Result<u64>, Vec<u8>) {
+    fixture::export_bytes(&CsvExporter, observations).await
 }
 
 fn parse(bytes: &[u8]) -> Vec<Vec<String>> {
@@ -83,70 +23,171 @@ fn parse(bytes: &[u8]) -> Vec<Vec<String>> {
         .collect()
 }
 
-#[tokio::test]
-async fn header_and_fields_round_trip_exactly() {
-    let (result, out) = export(ok_stream(fixture())).await;
-    assert_eq!(result.unwrap(), 12);
-    assert!(!out.starts_with(&[0xEF, 0xBB, 0xBF]), "no BOM");
-    let records = parse(&out);
-    assert_eq!(records.len(), 13);
-    assert_eq!(records[0], COLUMNS);
+/// The record whose `id` is `id`.
+fn record<'a>(records: &'a [Vec<String>], id: &str) -> &'a [String] {
+    records
+        .iter()
+        .find(|r| r[col::ID] == id)
+        .unwrap_or_else(|| panic!("no row {id}"))
+}
 
+/// What a spreadsheet-safe CSV must hold for a cell: its text, with `'` in front of a *text*
+/// cell a spreadsheet would run as a formula.
+fn expected_field(cell: &Cell<'_>) -> String {
+    let text = cell.as_text().into_owned();
+    match cell {
+        Cell::Text(_) if text.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{text}"),
+        _ => text,
+    }
+}
+
+#[tokio::test]
+async fn every_cell_of_every_row_round_trips() {
+    let observations = fixture::rich();
+    let (result, out) = export(ok_stream(observations.clone())).await;
+    assert_eq!(result.unwrap(), observations.len() as u64);
+    assert!(!out.starts_with(&[0xEF, 0xBB, 0xBF]), "no BOM");
+
+    let records = parse(&out);
+    assert_eq!(records[0], COLUMNS);
+    let expected: Vec<Vec<String>> = observations
+        .iter()
+        .flat_map(rows)
+        .map(|row| row.cells.iter().map(expected_field).collect())
+        .collect();
+    // A panel of three components adds two rows.
+    assert_eq!(expected.len(), observations.len() + 2);
+    assert_eq!(records[1..], expected[..]);
+}
+
+#[tokio::test]
+async fn quantities_and_times_are_the_source_values_as_written() {
+    let observations = fixture::rich();
+    let (_, out) = export(ok_stream(observations.clone())).await;
+    let records = parse(&out);
+    for o in &observations {
+        let Some(r) = records.iter().find(|r| r[col::ID] == o.id) else {
+            assert!(!o.components.is_empty(), "only a panel has no own row");
+            continue;
+        };
+        let effective = o.effective.as_ref().and_then(Effective::start);
+        assert_eq!(
+            r[col::EFFECTIVE],
+            effective.map(ToString::to_string).unwrap_or_default()
+        );
+        let Value::Quantity(q) = &o.value else {
+            continue;
+        };
+        // Numbers are never prefixed: `-0.5` stays `-0.5`.
+        assert_eq!(
+            r[col::VALUE],
+            q.value.as_ref().unwrap().as_str(),
+            "{}",
+            o.id
+        );
+        assert_eq!(r[col::UNIT], q.code.as_deref().unwrap());
+        assert_eq!(
+            r[col::VALUE_COMPARATOR],
+            q.comparator.map(|c| c.as_str()).unwrap_or("")
+        );
+        assert_eq!(r[col::VALUE_TYPE], "Quantity");
+    }
+    let value = |id: &str| record(&records, id)[col::VALUE].clone();
+    assert_eq!(value("q-precision"), "98.60");
+    assert_eq!(value("q-underflow"), "1e-400");
+    assert_eq!(value("q-30-digits"), "1.23456789012345678901234567890");
+    assert_eq!(value("q-negative"), "-0.5");
     assert_eq!(
-        records[1],
-        [
-            "P000001",
-            "his",
-            "o1",
-            "vital-signs",
-            "http://loinc.org",
-            "8310-5",
-            "Körpertemperatur 体温",
-            "98.60",
-            "Cel",
-            "2024-01-01T08:00:00+08:00",
-        ]
+        record(&records, "q-negative")[col::EFFECTIVE],
+        "2024-01-01T08:00:00Z"
     );
-    let value = |i: usize| records[i][7].as_str();
-    let display = |i: usize| records[i][6].as_str();
-    let effective = |i: usize| records[i][9].as_str();
-    // Numbers keep their written text and are never prefixed.
-    assert_eq!(value(2), "1e-22");
-    assert_eq!(value(3), "-1.5");
-    assert_eq!(value(4), "72");
-    // Commas, quotes and newlines survive quoting.
-    assert_eq!(display(3), "a, b");
-    assert_eq!(display(4), "say \"hi\"\nnext");
-    // Dangerous text is neutralised with a leading apostrophe, in every text column.
-    assert_eq!(value(5), "'=cmd|' /C calc'!A0");
-    assert_eq!(value(6), "'+1");
-    assert_eq!(display(6), "'@SUM(A1:A2)");
-    assert_eq!(value(7), "'@SUM");
-    assert_eq!(display(7), "'-x");
-    assert_eq!(value(8), "'-x");
-    assert_eq!(display(8), "'\tindent");
-    assert_eq!(value(9), "'\tx");
-    // Booleans, nulls and absent fields.
-    assert_eq!(value(10), "true");
-    assert_eq!(value(11), "false");
-    assert_eq!(value(12), "");
-    assert_eq!(display(2), "");
-    assert_eq!(effective(2), "2024-01-01T08:00:00-05:00");
-    assert_eq!(effective(3), "2024-01-01T08:00:00Z");
-    assert_eq!(effective(4), "2024-01-01");
-    assert_eq!(effective(5), "");
+    assert_eq!(
+        record(&records, "q-30-digits")[col::EFFECTIVE_ZONE],
+        "local"
+    );
+    let assumed = record(&records, "assumed");
+    assert_eq!(assumed[col::EFFECTIVE], "2016-12-13T11:02:30.5+08:00");
+    assert_eq!(assumed[col::EFFECTIVE_ZONE], "assumed");
+    assert_eq!(
+        record(&records, "q-precision")[col::ISSUED],
+        "2024-01-01T08:05:00.250Z"
+    );
+}
+
+#[tokio::test]
+async fn text_a_spreadsheet_would_run_is_neutralised_and_other_types_are_not() {
+    let (_, out) = export(ok_stream(fixture::rich())).await;
+    let records = parse(&out);
+    let field = |id: &str, column: usize| record(&records, id)[column].clone();
+    assert_eq!(field("t-formula", col::VALUE), "'=cmd|' /C calc'!A0");
+    assert_eq!(field("t-formula", col::DISPLAY), "'@SUM(A1:A2)");
+    assert_eq!(field("t-plus", col::VALUE), "'+1");
+    assert_eq!(field("t-plus", col::DISPLAY), "'-x");
+    assert_eq!(field("t-tab", col::VALUE), "'\tx");
+    // Commas, quotes, newlines and CR survive quoting.
+    assert_eq!(field("t-tab", col::DISPLAY), "a, b");
+    assert_eq!(field("t-quote", col::VALUE), "say \"hi\"\nnext");
+    assert_eq!(field("t-quote", col::DISPLAY), "'\rcr");
+    assert_eq!(field("before-1900", col::PATIENT_ID), "'-P000002");
+    // Integers are numbers: never prefixed.
+    assert_eq!(field("int-negative", col::VALUE), "-3");
+    assert_eq!(field("int-max", col::VALUE), "2147483647");
+    assert_eq!(field("bool-true", col::VALUE), "true");
+    assert_eq!(field("bool-false", col::VALUE), "false");
+}
+
+#[tokio::test]
+async fn panels_coded_values_and_annotations_have_their_columns() {
+    let (_, out) = export(ok_stream(fixture::rich())).await;
+    let records = parse(&out);
+    assert!(records.iter().all(|r| r[col::ID] != "bp"), "no own row");
+    let systolic = record(&records, "bp#0");
+    assert_eq!(systolic[col::CODE], "8480-6");
+    assert_eq!(systolic[col::VALUE], "120");
+    assert_eq!(systolic[col::UNIT], "mm[Hg]");
+    assert_eq!(systolic[col::REFERENCE_LOW], "90");
+    assert_eq!(systolic[col::REFERENCE_HIGH], "130");
+    assert_eq!(systolic[col::EFFECTIVE], "2024-01-01T08:00:00+08:00");
+    assert_eq!(systolic[col::EFFECTIVE_END], "2024-01-01T08:15:30+08:00");
+    assert_eq!(record(&records, "bp#1")[col::VALUE], "95.0");
+    assert_eq!(record(&records, "bp#1")[col::INTERPRETATION], "A;H");
+    let mean = record(&records, "bp#2");
+    assert_eq!(mean[col::VALUE], "");
+    assert_eq!(mean[col::DATA_ABSENT_REASON], "not-performed");
+
+    let coded = record(&records, "coded");
+    assert_eq!(coded[col::VALUE], "Negative");
+    assert_eq!(coded[col::VALUE_CODE_SYSTEM], "http://snomed.info/sct");
+    assert_eq!(coded[col::VALUE_CODE], "260385009");
+    assert_eq!(coded[col::REFERENCE_TEXT], "negative");
+    assert_eq!(coded[col::CATEGORY], "laboratory");
+    assert_eq!(coded[col::EFFECTIVE], "2024-03-04");
+    assert_eq!(record(&records, "range")[col::VALUE], "3.5..5.10");
+    assert_eq!(record(&records, "ratio")[col::VALUE], "1:128");
+    let unreadable = record(&records, "unreadable");
+    assert_eq!(unreadable[col::DATA_ABSENT_REASON], "error");
+    assert_eq!(
+        unreadable[col::WARNINGS],
+        "line 12, column 5: value \"1,5\" is not a number; line 14, column 9: unknown unit"
+    );
+    assert_eq!(
+        record(&records, "mapped")[col::MAPPED_FROM],
+        "urn:oid:1.2.3.4|TEMP"
+    );
+    let bare = record(&records, "bare");
+    assert_eq!(bare[col::STATUS], "");
+    assert_eq!(bare[col::DISPLAY], "free-text test");
 }
 
 #[tokio::test]
 async fn lines_end_with_crlf() {
-    let (_, out) = export(ok_stream(fixture()[..1].to_vec())).await;
+    let (_, out) = export(ok_stream(vec![fixture::workload(0)])).await;
     let text = String::from_utf8(out).unwrap();
-    assert_eq!(
-        text,
-        "patient_id,source,id,category,code_system,code,display,value,unit,effective\r\n\
-         P000001,his,o1,vital-signs,http://loinc.org,8310-5,Körpertemperatur 体温,98.60,Cel,\
-         2024-01-01T08:00:00+08:00\r\n"
-    );
+    let header = format!("{}\r\n", COLUMNS.join(","));
+    assert!(text.starts_with(&header), "{text}");
+    assert!(text.ends_with("\r\n"));
+    assert_eq!(text.matches('\n').count(), 2);
+    assert_eq!(text.matches("\r\n").count(), 2);
 }
 
 #[tokio::test]
@@ -154,58 +195,49 @@ async fn empty_stream_writes_only_the_header() {
     let (result, out) = export(ok_stream(Vec::new())).await;
     assert_eq!(result.unwrap(), 0);
     assert_eq!(
-        out,
-        b"patient_id,source,id,category,code_system,code,display,value,unit,effective\r\n"
+        String::from_utf8(out).unwrap(),
+        format!("{}\r\n", COLUMNS.join(","))
     );
 }
 
 #[tokio::test]
 async fn stream_error_stops_the_export() {
-    let rows = fixture();
-    let items: Vec<Result<Observation>> = vec![
-        Ok(rows[0].clone()),
-        Ok(rows[1].clone()),
-        Err(Error::malformed("his", "truncated bundle")),
-        Ok(rows[3].clone()),
-    ];
-    let (result, out) = export(Box::pin(stream::iter(items))).await;
-    match result {
-        Err(Error::Malformed { name, detail }) => {
-            assert_eq!(name, "his");
-            assert_eq!(detail, "truncated bundle");
-        }
-        other => panic!("expected the stream's error, got {other:?}"),
-    }
-    // Only the header and the two rows before the error; nothing after it.
+    let observations = fixture::rich();
+    let (result, out) = export(failing_stream(&observations)).await;
+    assert_stream_error(result);
+    // Only the header and the rows before the error; nothing after it.
     let records = parse(&out);
     assert_eq!(records.len(), 3);
-    assert_eq!(records[1][2], "o1");
-    assert_eq!(records[2][2], "o2");
-    assert!(!String::from_utf8(out).unwrap().contains("o4"));
+    assert_eq!(records[1][col::ID], observations[0].id);
+    assert_eq!(records[2][col::ID], observations[1].id);
+    assert!(!String::from_utf8(out)
+        .unwrap()
+        .contains(&observations[2].id));
 }
 
 #[tokio::test]
-async fn large_exports_are_flushed_in_chunks_and_stay_exact() {
-    // Enough rows to pass the 64 KiB threshold several times.
-    let rows: Vec<Observation> = (0..5_000)
-        .map(|i| obs(&format!("o{i}"), num("36.5"), Some("=x"), None))
-        .collect();
-    let (result, out) = export(ok_stream(rows)).await;
-    assert_eq!(result.unwrap(), 5_000);
-    let records = parse(&out);
-    assert_eq!(records.len(), 5_001);
-    for (i, record) in records[1..].iter().enumerate() {
-        assert_eq!(record[2], format!("o{i}"));
-        assert_eq!(record[6], "'=x");
-        assert_eq!(record[7], "36.5");
+async fn large_exports_are_written_in_bounded_chunks_and_stay_exact() {
+    // Writes stay below the threshold plus the csv writer's own 8 KiB buffer and one row.
+    let (observations, bytes) =
+        fixture::export_in_chunks(&CsvExporter, 5_000, FLUSH_THRESHOLD + 9 * 1024).await;
+    let records = parse(&bytes);
+    assert_eq!(records.len(), observations.len() + 1);
+    for (record, o) in records[1..].iter().zip(&observations) {
+        let expected: Vec<String> = rows(o)
+            .next()
+            .unwrap()
+            .cells
+            .iter()
+            .map(expected_field)
+            .collect();
+        assert_eq!(record, &expected);
     }
 }
 
 #[test]
 fn registers_the_csv_format() {
-    let mut registry = Registry::new();
-    medgate_export_csv::register(&mut registry);
-    assert_eq!(registry.formats(), ["csv"]);
-    assert_eq!(CsvExporter.content_type(), "text/csv; charset=utf-8");
-    assert_eq!(CsvExporter.extension(), "csv");
+    fixture::assert_registers(
+        medgate_export_csv::register,
+        &[("csv", "text/csv; charset=utf-8", "csv")],
+    );
 }

@@ -4,19 +4,24 @@
 //!   is `[]`.
 //! - [`NdjsonExporter`] (`ndjson`): one JSON object per line, each followed by `\n`.
 //!
-//! Each row is serialized with `serde_json` in [`Observation`]'s field order; numbers are
-//! written verbatim (`98.60` stays `98.60`, `1e-22` stays `1e-22`). Rows are encoded into a
-//! reusable buffer that is handed to the output whenever it passes [`FLUSH_THRESHOLD`], so
-//! memory stays bounded whatever the row count.
+//! Both write the tabular projection [`medgate_core::rows`] of every observation: one row per
+//! result, a panel's components each on their own row (`<id>#<n>`). Each row is the flat
+//! JSON object [`Row`] serializes to: the ten original keys (`patient_id` … `effective`)
+//! always present, in that order, `null` when empty; the appended keys of
+//! [`medgate_core::COLUMNS`] only when they have a value. Numbers are written verbatim
+//! (`98.60` stays `98.60`, `1e-400` stays `1e-400`), integers and booleans as JSON integers
+//! and booleans, date-times as RFC 3339 strings with their offset kept.
 //!
-//! When the stream fails, the rows already encoded are delivered and the error is returned;
-//! the closing `]` of an array is never written, so a failed export cannot parse as complete.
+//! Rows are encoded into a reusable buffer that is handed to the output whenever it passes
+//! [`FLUSH_THRESHOLD`], so memory stays bounded whatever the row count. When the stream
+//! fails, the rows already encoded are delivered and the error is returned; the closing `]`
+//! of an array is never written, so a failed export cannot parse as complete.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use medgate_core::{Error, ExportSummary, Exporter, Observation, ObservationStream, Result};
+use medgate_core::{rows, Error, ExportSummary, Exporter, ObservationStream, Result, Row};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Bytes buffered before they are written to the output.
@@ -28,11 +33,11 @@ pub fn register(registry: &mut medgate_core::Registry) {
     registry.add_exporter(Arc::new(NdjsonExporter));
 }
 
-/// The `json` exporter: a single JSON array of observation objects.
+/// The `json` exporter: a single JSON array of row objects.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonExporter;
 
-/// The `ndjson` exporter: newline-delimited JSON, one observation object per line.
+/// The `ndjson` exporter: newline-delimited JSON, one row object per line.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NdjsonExporter;
 
@@ -74,10 +79,10 @@ impl Exporter for JsonExporter {
 
     async fn export(
         &self,
-        rows: ObservationStream,
+        observations: ObservationStream,
         out: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<ExportSummary> {
-        write_framed(&ARRAY, rows, out).await
+        write_framed(&ARRAY, observations, out).await
     }
 }
 
@@ -97,23 +102,25 @@ impl Exporter for NdjsonExporter {
 
     async fn export(
         &self,
-        rows: ObservationStream,
+        observations: ObservationStream,
         out: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<ExportSummary> {
-        write_framed(&LINES, rows, out).await
+        write_framed(&LINES, observations, out).await
     }
 }
 
-/// Streams `rows` to `out` as JSON with the given framing.
+/// Streams the rows of `observations` to `out` as JSON with the given framing; counts
+/// observations.
 async fn write_framed(
     framing: &Framing,
-    mut rows: ObservationStream,
+    mut observations: ObservationStream,
     out: &mut (dyn AsyncWrite + Send + Unpin),
 ) -> Result<ExportSummary> {
     let mut buffer = Vec::with_capacity(FLUSH_THRESHOLD + 4 * 1024);
     buffer.extend_from_slice(framing.open);
+    let mut first = true;
     let mut count = 0u64;
-    while let Some(item) = rows.next().await {
+    while let Some(item) = observations.next().await {
         let observation = match item {
             Ok(observation) => observation,
             Err(stream_error) => {
@@ -123,11 +130,14 @@ async fn write_framed(
                 return Err(stream_error);
             }
         };
-        if count > 0 {
-            buffer.extend_from_slice(framing.separator);
+        for row in rows(&observation) {
+            if !first {
+                buffer.extend_from_slice(framing.separator);
+            }
+            first = false;
+            encode_row(&mut buffer, &row)?;
+            buffer.extend_from_slice(framing.after_row);
         }
-        encode_row(&mut buffer, &observation)?;
-        buffer.extend_from_slice(framing.after_row);
         count += 1;
         if buffer.len() >= FLUSH_THRESHOLD {
             out.write_all(&buffer).await?;
@@ -140,9 +150,9 @@ async fn write_framed(
     Ok(ExportSummary { rows: count })
 }
 
-/// Appends one observation as a JSON object.
-fn encode_row(buffer: &mut Vec<u8>, observation: &Observation) -> Result<()> {
+/// Appends one row as a flat JSON object.
+fn encode_row(buffer: &mut Vec<u8>, row: &Row<'_>) -> Result<()> {
     // Serializing into a Vec cannot fail on I/O; the message of any other serde error
     // describes the type, not the data, so it is safe to surface.
-    serde_json::to_writer(buffer, observation).map_err(|e| Error::Export(format!("json: {e}")))
+    serde_json::to_writer(buffer, row).map_err(|e| Error::Export(format!("json: {e}")))
 }

@@ -1,136 +1,137 @@
-//! End-to-end tests of the JSON and NDJSON exporters: export hand-built rows, parse them back.
+//! End-to-end tests of the JSON and NDJSON exporters: export the shared rich observations,
+//! parse the bytes back with serde_json (numbers kept as text: `arbitrary_precision`), and
+//! compare with the source values.
 
-use futures::stream;
+#[path = "../../export-csv/tests/fixture/mod.rs"]
+mod fixture;
+
+use fixture::{assert_stream_error, failing_stream, ok_stream};
 use medgate_core::{
-    Decimal, Error, Exporter, Observation, ObservationStream, Registry, Result, Value,
+    rows, Cell, Effective, Exporter, Observation, ObservationStream, Result, Row, Value, COLUMNS,
 };
-use medgate_export_json::{JsonExporter, NdjsonExporter};
-use serde_json::json;
+use medgate_export_json::{JsonExporter, NdjsonExporter, FLUSH_THRESHOLD};
+use serde_json::{Map, Value as Json};
 
-fn obs(id: &str, value: Value, display: Option<&str>, effective: Option<&str>) -> Observation {
-    Observation {
-        patient_id: "P000001".into(),
-        source: "his".into(),
-        id: id.into(),
-        category: Some("vital-signs".into()),
-        code_system: Some("http://loinc.org".into()),
-        code: Some("8310-5".into()),
-        display: display.map(Into::into),
-        value,
-        unit: Some("Cel".into()),
-        effective: effective.map(Into::into),
-    }
-}
-
-fn num(text: &str) -> Value {
-    Value::Number(Decimal::parse(text).unwrap())
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.into())
-}
-
-fn fixture() -> Vec<Observation> {
-    vec![
-        obs(
-            "o1",
-            num("98.60"),
-            Some("Körpertemperatur 体温"),
-            Some("2024-01-01T08:00:00+08:00"),
-        ),
-        obs("o2", num("1e-22"), None, Some("2024-01-01T08:00:00-05:00")),
-        obs(
-            "o3",
-            num("-1.5"),
-            Some("a, b"),
-            Some("2024-01-01T08:00:00Z"),
-        ),
-        obs(
-            "o4",
-            num("72"),
-            Some("say \"hi\"\nnext"),
-            Some("2024-01-01"),
-        ),
-        obs("o5", text("=cmd|' /C calc'!A0"), Some("\ttab"), None),
-        obs("o6", Value::Bool(true), None, None),
-        obs("o7", Value::Null, None, None),
-    ]
-}
-
-fn ok_stream(rows: Vec<Observation>) -> ObservationStream {
-    Box::pin(stream::iter(rows.into_iter().map(Ok)))
-}
-
-fn failing_stream() -> ObservationStream {
-    let rows = fixture();
-    let items: Vec<Result<Observation>> = vec![
-        Ok(rows[0].clone()),
-        Ok(rows[1].clone()),
-        Err(Error::malformed("his", "truncated bundle")),
-        Ok(rows[3].clone()),
-    ];
-    Box::pin(stream::iter(items))
-}
-
-async fn export(exporter: &dyn Exporter, rows: ObservationStream) -> (Result<u64>, String) {
+async fn export(exporter: &dyn Exporter, observations: ObservationStream) -> (Result<u64>, String) {
     let mut out = Vec::new();
-    let result = exporter.export(rows, &mut out).await.map(|s| s.rows);
+    let result = exporter
+        .export(observations, &mut out)
+        .await
+        .map(|s| s.rows);
     (result, String::from_utf8(out).unwrap())
 }
 
-fn expected_values() -> Vec<serde_json::Value> {
-    vec![
-        json!({
-            "patient_id": "P000001", "source": "his", "id": "o1", "category": "vital-signs",
-            "code_system": "http://loinc.org", "code": "8310-5",
-            "display": "Körpertemperatur 体温", "value": 98.6, "unit": "Cel",
-            "effective": "2024-01-01T08:00:00+08:00"
-        }),
-        json!({
-            "patient_id": "P000001", "source": "his", "id": "o2", "category": "vital-signs",
-            "code_system": "http://loinc.org", "code": "8310-5", "display": null,
-            "value": 1e-22, "unit": "Cel", "effective": "2024-01-01T08:00:00-05:00"
-        }),
-        json!({
-            "patient_id": "P000001", "source": "his", "id": "o3", "category": "vital-signs",
-            "code_system": "http://loinc.org", "code": "8310-5", "display": "a, b",
-            "value": -1.5, "unit": "Cel", "effective": "2024-01-01T08:00:00Z"
-        }),
-        json!({
-            "patient_id": "P000001", "source": "his", "id": "o4", "category": "vital-signs",
-            "code_system": "http://loinc.org", "code": "8310-5", "display": "say \"hi\"\nnext",
-            "value": 72, "unit": "Cel", "effective": "2024-01-01"
-        }),
-        json!({
-            "patient_id": "P000001", "source": "his", "id": "o5", "category": "vital-signs",
-            "code_system": "http://loinc.org", "code": "8310-5", "display": "\ttab",
-            "value": "=cmd|' /C calc'!A0", "unit": "Cel", "effective": null
-        }),
-        json!({
-            "patient_id": "P000001", "source": "his", "id": "o6", "category": "vital-signs",
-            "code_system": "http://loinc.org", "code": "8310-5", "display": null,
-            "value": true, "unit": "Cel", "effective": null
-        }),
-        json!({
-            "patient_id": "P000001", "source": "his", "id": "o7", "category": "vital-signs",
-            "code_system": "http://loinc.org", "code": "8310-5", "display": null,
-            "value": null, "unit": "Cel", "effective": null
-        }),
-    ]
+fn parse_lines(text: &str) -> Vec<Map<String, Json>> {
+    text.split_terminator('\n')
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+/// A JSON number holding exactly `text` (serde_json keeps the text with
+/// `arbitrary_precision`, and compares numbers by it).
+fn number(text: &str) -> Json {
+    Json::Number(serde_json::from_str(text).unwrap())
+}
+
+/// The flat object a row must read back as, built from its cells: the ten original keys
+/// always, in order, the appended ones only when they have a value.
+fn expected_object(row: &Row<'_>) -> Vec<(String, Json)> {
+    COLUMNS
+        .iter()
+        .zip(&row.cells)
+        .enumerate()
+        .filter(|(i, (_, cell))| *i < 10 || !cell.is_empty())
+        .map(|(_, (name, cell))| {
+            let value = match cell {
+                Cell::Empty => Json::Null,
+                Cell::Text(t) => Json::String(t.to_string()),
+                Cell::Number(d) => number(d.as_str()),
+                Cell::Integer(i) => Json::from(*i),
+                Cell::Bool(b) => Json::Bool(*b),
+                Cell::DateTime(d) => Json::String(d.to_string()),
+            };
+            ((*name).to_owned(), value)
+        })
+        .collect()
+}
+
+fn entries(object: &Map<String, Json>) -> Vec<(String, Json)> {
+    object.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Every row's object, key by key and in key order, and the source observations' own values.
+fn assert_round_trip(observations: &[Observation], objects: &[Map<String, Json>]) {
+    let expected: Vec<Vec<(String, Json)>> = observations
+        .iter()
+        .flat_map(rows)
+        .map(|r| expected_object(&r))
+        .collect();
+    assert_eq!(
+        expected.len(),
+        observations.len() + 2,
+        "a panel of three adds two rows"
+    );
+    let actual: Vec<Vec<(String, Json)>> = objects.iter().map(entries).collect();
+    assert_eq!(actual, expected);
+
+    let by_id = |id: &str| objects.iter().find(|o| o["id"] == id);
+    for o in observations {
+        let Some(object) = by_id(&o.id) else {
+            assert!(!o.components.is_empty(), "only a panel has no own row");
+            continue;
+        };
+        let effective = o.effective.as_ref().and_then(Effective::start);
+        match effective {
+            Some(e) => assert_eq!(object["effective"], e.to_string()),
+            None => assert_eq!(object["effective"], Json::Null),
+        }
+        if let Value::Quantity(q) = &o.value {
+            assert_eq!(object["value"], number(q.value.as_ref().unwrap().as_str()));
+            assert_eq!(object["unit"], q.code.as_deref().unwrap());
+            match q.comparator {
+                Some(c) => assert_eq!(object["value_comparator"], c.as_str()),
+                None => assert!(!object.contains_key("value_comparator")),
+            }
+        }
+    }
+    let get = |id: &str, key: &str| by_id(id).unwrap()[key].clone();
+    assert_eq!(get("bool-false", "value"), Json::Bool(false));
+    assert_eq!(get("int-negative", "value"), Json::from(-3));
+    assert_eq!(
+        get("t-formula", "value"),
+        "=cmd|' /C calc'!A0",
+        "never altered"
+    );
+    assert_eq!(get("t-quote", "value"), "say \"hi\"\nnext");
+    assert_eq!(get("bp#1", "interpretation"), "A;H");
+    assert_eq!(get("bp#2", "value"), Json::Null);
+    assert_eq!(get("bp#2", "data_absent_reason"), "not-performed");
+    assert_eq!(get("assumed", "effective"), "2016-12-13T11:02:30.5+08:00");
+    assert_eq!(get("assumed", "effective_zone"), "assumed");
+    assert_eq!(get("bare", "category"), Json::Null);
+    assert!(!by_id("bare").unwrap().contains_key("status"));
+}
+
+/// Decimals are written exactly as received, never re-formatted through a float.
+fn assert_numbers_verbatim(text: &str) {
+    let mut written = fixture::quantities_as_json();
+    written.extend([r#""value":-3,"#.into(), r#""reference_low":97.0,"#.into()]);
+    for written in written {
+        assert!(text.contains(&written), "{written} missing");
+    }
 }
 
 #[tokio::test]
 async fn json_array_round_trips() {
-    let (result, out) = export(&JsonExporter, ok_stream(fixture())).await;
-    assert_eq!(result.unwrap(), 7);
-    let parsed: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    assert_eq!(parsed, expected_values());
-    // Decimals are written exactly as received, not re-formatted through a float.
-    assert!(out.contains(r#""value":98.60,"#), "{out}");
-    assert!(out.contains(r#""value":1e-22,"#), "{out}");
-    // Framing: `[` + rows joined by `,\n` + `]`, fields in COLUMNS order.
-    assert!(out.starts_with(r#"[{"patient_id":"P000001","source":"his","id":"o1","#));
-    assert_eq!(out.matches("},\n{").count(), 6);
+    let observations = fixture::rich();
+    let (result, out) = export(&JsonExporter, ok_stream(observations.clone())).await;
+    assert_eq!(result.unwrap(), observations.len() as u64);
+    let parsed: Vec<Map<String, Json>> = serde_json::from_str(&out).unwrap();
+    assert_round_trip(&observations, &parsed);
+    assert_numbers_verbatim(&out);
+    // Framing: `[` + rows joined by `,\n` + `]`.
+    assert!(out.starts_with(r#"[{"patient_id":"P000001","source":"his","id":"q-precision","#));
+    assert_eq!(out.matches("},\n{").count(), parsed.len() - 1);
     assert!(out.ends_with("}]"));
 }
 
@@ -143,18 +144,13 @@ async fn empty_json_is_an_empty_array() {
 
 #[tokio::test]
 async fn ndjson_is_one_object_per_line() {
-    let (result, out) = export(&NdjsonExporter, ok_stream(fixture())).await;
-    assert_eq!(result.unwrap(), 7);
+    let observations = fixture::rich();
+    let (result, out) = export(&NdjsonExporter, ok_stream(observations.clone())).await;
+    assert_eq!(result.unwrap(), observations.len() as u64);
     assert!(out.ends_with("}\n"));
-    let lines: Vec<&str> = out.split_terminator('\n').collect();
-    assert_eq!(lines.len(), 7);
-    let parsed: Vec<serde_json::Value> = lines
-        .iter()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    assert_eq!(parsed, expected_values());
-    assert!(lines[0].contains(r#""value":98.60,"#));
-    assert!(lines[1].contains(r#""value":1e-22,"#));
+    let parsed = parse_lines(&out);
+    assert_round_trip(&observations, &parsed);
+    assert_numbers_verbatim(&out);
 }
 
 #[tokio::test]
@@ -164,59 +160,55 @@ async fn empty_ndjson_is_empty() {
     assert_eq!(out, "");
 }
 
-fn assert_stream_error(result: Result<u64>) {
-    match result {
-        Err(Error::Malformed { name, detail }) => {
-            assert_eq!(name, "his");
-            assert_eq!(detail, "truncated bundle");
-        }
-        other => panic!("expected the stream's error, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn json_error_mid_stream_leaves_the_array_open() {
-    let (result, out) = export(&JsonExporter, failing_stream()).await;
+    let observations = fixture::rich();
+    let (result, out) = export(&JsonExporter, failing_stream(&observations)).await;
     assert_stream_error(result);
-    assert!(serde_json::from_str::<serde_json::Value>(&out).is_err());
+    assert!(serde_json::from_str::<Json>(&out).is_err());
     assert!(!out.ends_with(']'), "{out}");
     // The two rows before the error, and nothing after it.
     assert!(out.starts_with("[{"));
     assert_eq!(out.matches(r#""id":"#).count(), 2);
-    assert!(!out.contains(r#""id":"o4""#));
+    assert!(!out.contains(&format!(r#""id":"{}""#, observations[2].id)));
 }
 
 #[tokio::test]
 async fn ndjson_error_mid_stream_stops_after_complete_lines() {
-    let (result, out) = export(&NdjsonExporter, failing_stream()).await;
+    let observations = fixture::rich();
+    let (result, out) = export(&NdjsonExporter, failing_stream(&observations)).await;
     assert_stream_error(result);
-    let lines: Vec<&str> = out.split_terminator('\n').collect();
-    assert_eq!(lines.len(), 2);
-    assert!(!out.contains(r#""id":"o4""#));
+    let parsed = parse_lines(&out);
+    assert_eq!(parsed.len(), 2);
+    assert_eq!(parsed[1]["id"], observations[1].id);
+    assert!(!out.contains(&format!(r#""id":"{}""#, observations[2].id)));
 }
 
 #[tokio::test]
-async fn large_exports_are_flushed_in_chunks_and_stay_exact() {
-    let rows: Vec<Observation> = (0..3_000)
-        .map(|i| obs(&format!("o{i}"), num("36.50"), None, None))
-        .collect();
-    let (result, out) = export(&JsonExporter, ok_stream(rows)).await;
-    assert_eq!(result.unwrap(), 3_000);
-    let parsed: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    assert_eq!(parsed.len(), 3_000);
-    for (i, row) in parsed.iter().enumerate() {
-        assert_eq!(row["id"], format!("o{i}"));
+async fn large_exports_are_written_in_bounded_chunks_and_stay_exact() {
+    for exporter in [&JsonExporter as &dyn Exporter, &NdjsonExporter] {
+        // Writes stay below the threshold plus one observation's rows.
+        let (observations, bytes) =
+            fixture::export_in_chunks(exporter, 3_000, FLUSH_THRESHOLD + 1024).await;
+        let text = String::from_utf8(bytes).unwrap();
+        let parsed = match exporter.format() {
+            "json" => serde_json::from_str(&text).unwrap(),
+            _ => parse_lines(&text),
+        };
+        assert_eq!(parsed.len(), observations.len());
+        for (object, o) in parsed.iter().zip(&observations) {
+            assert_eq!(entries(object), expected_object(&rows(o).next().unwrap()));
+        }
     }
-    assert_eq!(out.matches(r#""value":36.50,"#).count(), 3_000);
 }
 
 #[test]
 fn registers_both_formats() {
-    let mut registry = Registry::new();
-    medgate_export_json::register(&mut registry);
-    assert_eq!(registry.formats(), ["json", "ndjson"]);
-    assert_eq!(JsonExporter.content_type(), "application/json");
-    assert_eq!(JsonExporter.extension(), "json");
-    assert_eq!(NdjsonExporter.content_type(), "application/x-ndjson");
-    assert_eq!(NdjsonExporter.extension(), "ndjson");
+    fixture::assert_registers(
+        medgate_export_json::register,
+        &[
+            ("json", "application/json", "json"),
+            ("ndjson", "application/x-ndjson", "ndjson"),
+        ],
+    );
 }

@@ -4,11 +4,10 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 
-use medgate_core::model::COLUMNS;
-use medgate_core::{Decimal, Error, Observation, Result, Value};
-use rust_xlsxwriter::{ColNum, ExcelDateTime, Format, RowNum, Workbook, Worksheet, XlsxError};
+use medgate_core::{rows, Cell, DateTime, Decimal, Error, Observation, Result, Row, COLUMNS};
+use rust_xlsxwriter::{ColNum, Format, RowNum, Workbook, Worksheet, XlsxError};
 
-use crate::effective::{self, Effective};
+use crate::cell::{self, DateFormat, NumberFormat};
 
 /// Rows per sheet in Excel, header included.
 pub(crate) const EXCEL_MAX_ROWS: RowNum = 1_048_576;
@@ -16,15 +15,42 @@ pub(crate) const EXCEL_MAX_ROWS: RowNum = 1_048_576;
 /// Base sheet name; later sheets are `observations-2`, `observations-3`, ….
 const SHEET_NAME: &str = "observations";
 
-/// Column widths in [`COLUMNS`] order (set up front: constant-memory sheets cannot autofit).
-const WIDTHS: [f64; 10] = [14.0, 14.0, 22.0, 14.0, 22.0, 12.0, 36.0, 12.0, 10.0, 28.0];
-
-/// Excel number formats support at most 30 decimal places; beyond that the cell is General.
-const MAX_FRACTION_DIGITS: usize = 30;
+/// Column widths in [`COLUMNS`] order (set up front: constant-memory sheets cannot autofit);
+/// each fits its header and the usual values (date-time columns fit an offset and millis).
+const WIDTHS: [f64; COLUMNS.len()] = [
+    14.0, // patient_id
+    12.0, // source
+    24.0, // id
+    14.0, // category
+    24.0, // code_system
+    12.0, // code
+    36.0, // display
+    16.0, // value
+    10.0, // unit
+    30.0, // effective
+    10.0, // status
+    16.0, // value_type
+    18.0, // value_comparator
+    24.0, // value_code_system
+    14.0, // value_code
+    16.0, // interpretation
+    15.0, // reference_low
+    16.0, // reference_high
+    16.0, // reference_unit
+    20.0, // reference_text
+    30.0, // effective_end
+    16.0, // effective_zone
+    30.0, // issued
+    24.0, // category_system
+    20.0, // data_absent_reason
+    24.0, // mapped_from
+    48.0, // warnings
+];
 
 const LAST_COL: ColNum = COLUMNS.len() as ColNum - 1;
-const VALUE_COL: ColNum = 7;
-const EFFECTIVE_COL: ColNum = 9;
+
+/// Integers beyond this are text: Excel shows 15 significant digits.
+const MAX_EXCEL_INTEGER: i64 = 999_999_999_999_999;
 
 /// A workbook being filled row by row, rolling over to a new sheet when one is full.
 pub(crate) struct Book {
@@ -34,7 +60,7 @@ pub(crate) struct Book {
     /// Index of the sheet being written and its next free row (row 0 is the header).
     sheet: usize,
     next_row: RowNum,
-    rows: u64,
+    observations: u64,
 }
 
 impl Book {
@@ -47,39 +73,50 @@ impl Book {
             max_rows: max_rows.clamp(2, EXCEL_MAX_ROWS),
             sheet: 0,
             next_row: 1,
-            rows: 0,
+            observations: 0,
         };
         book.start_sheet(1)?;
         Ok(book)
     }
 
-    /// Appends one observation, starting a new sheet first when the current one is full.
+    /// Appends the rows of one observation.
     pub(crate) fn push(&mut self, observation: &Observation) -> Result<()> {
-        if self.next_row >= self.max_rows {
-            self.finish_sheet()?;
-            self.start_sheet(self.sheet + 2)?;
-            self.sheet += 1;
-            self.next_row = 1;
+        for row in rows(observation) {
+            self.push_row(&row)?;
         }
-        let row = self.next_row;
-        let sheet = self
-            .workbook
-            .worksheet_from_index(self.sheet)
-            .map_err(xlsx)?;
-        write_row(sheet, &mut self.formats, row, observation)?;
-        self.next_row += 1;
-        self.rows += 1;
+        self.observations += 1;
         Ok(())
     }
 
-    /// Saves the workbook into an anonymous temporary file, rewound for reading.
+    /// Saves the workbook into an anonymous temporary file, rewound for reading; also
+    /// returns the number of observations written.
     pub(crate) fn finish(mut self) -> Result<(File, u64)> {
         self.finish_sheet()?;
         // Anonymous: the file has no name and disappears when closed, even after a crash.
         let mut file = tempfile::tempfile()?;
         self.workbook.save_to_writer(&file).map_err(xlsx)?;
         file.seek(SeekFrom::Start(0))?;
-        Ok((file, self.rows))
+        Ok((file, self.observations))
+    }
+
+    /// Appends one row, starting a new sheet first when the current one is full.
+    fn push_row(&mut self, row: &Row<'_>) -> Result<()> {
+        if self.next_row >= self.max_rows {
+            self.finish_sheet()?;
+            self.start_sheet(self.sheet + 2)?;
+            self.sheet += 1;
+            self.next_row = 1;
+        }
+        let at = self.next_row;
+        let sheet = self
+            .workbook
+            .worksheet_from_index(self.sheet)
+            .map_err(xlsx)?;
+        for (col, cell) in (0..).zip(&row.cells) {
+            write_cell(sheet, &mut self.formats, at, col, cell)?;
+        }
+        self.next_row += 1;
+        Ok(())
     }
 
     /// Adds sheet number `number` (1-based) with its header, frozen header row and widths.
@@ -116,35 +153,28 @@ impl Book {
     }
 }
 
-/// Writes `o` into `row`; absent values leave the cell blank.
-fn write_row(
+/// Writes one typed cell; an empty cell stays blank.
+fn write_cell(
     sheet: &mut Worksheet,
     formats: &mut Formats,
     row: RowNum,
-    o: &Observation,
+    col: ColNum,
+    cell: &Cell<'_>,
 ) -> Result<()> {
-    let texts = [
-        Some(o.patient_id.as_str()),
-        Some(o.source.as_str()),
-        Some(o.id.as_str()),
-        o.category.as_deref(),
-        o.code_system.as_deref(),
-        o.code.as_deref(),
-        o.display.as_deref(),
-    ];
-    for (col, text) in (0..).zip(texts) {
-        if let Some(text) = text {
-            write_text(sheet, row, col, text)?;
+    let written = match cell {
+        Cell::Empty => return Ok(()),
+        Cell::Text(text) => return write_text(sheet, row, col, text),
+        Cell::Number(d) => return write_decimal(sheet, formats, row, col, d),
+        Cell::DateTime(d) => return write_date_time(sheet, formats, row, col, d),
+        Cell::Bool(b) => sheet.write_boolean(row, col, *b),
+        Cell::Integer(i) if i.unsigned_abs() <= MAX_EXCEL_INTEGER.unsigned_abs() => {
+            // Exact: |i| < 2^53.
+            let format = formats.number(NumberFormat::Fixed(0));
+            sheet.write_number_with_format(row, col, *i as f64, format)
         }
-    }
-    write_value(sheet, formats, row, &o.value)?;
-    if let Some(unit) = &o.unit {
-        write_text(sheet, row, VALUE_COL + 1, unit)?;
-    }
-    if let Some(effective) = &o.effective {
-        write_effective(sheet, formats, row, effective)?;
-    }
-    Ok(())
+        Cell::Integer(i) => sheet.write_string(row, col, i.to_string()),
+    };
+    written.map(drop).map_err(xlsx)
 }
 
 /// Text is always a string cell, so `=…` is never evaluated as a formula.
@@ -162,137 +192,75 @@ fn write_text(sheet: &mut Worksheet, row: RowNum, col: ColNum, text: &str) -> Re
         })
 }
 
-fn write_value(
-    sheet: &mut Worksheet,
-    formats: &mut Formats,
-    row: RowNum,
-    value: &Value,
-) -> Result<()> {
-    match value {
-        Value::Number(d) => write_decimal(sheet, formats, row, d),
-        Value::Text(t) => write_text(sheet, row, VALUE_COL, t),
-        Value::Bool(b) => sheet
-            .write_boolean(row, VALUE_COL, *b)
-            .map(drop)
-            .map_err(xlsx),
-        Value::Null => Ok(()),
-    }
-}
-
-/// A number cell showing the written fraction digits (`98.60` → `0.00`).
+/// A number cell showing the written digits, or the written text when Excel would change
+/// the number (see [`cell::excel_number`]).
 fn write_decimal(
     sheet: &mut Worksheet,
     formats: &mut Formats,
     row: RowNum,
+    col: ColNum,
     d: &Decimal,
 ) -> Result<()> {
-    let number = d.to_f64();
-    if !number.is_finite() {
-        // Beyond f64 range (e.g. `1e400`): Excel cannot hold it as a number; keep the text.
-        return write_text(sheet, row, VALUE_COL, d.as_str());
-    }
-    let written = match formats.number(d.fraction_digits()) {
-        Some(format) => sheet.write_number_with_format(row, VALUE_COL, number, format),
-        None => sheet.write_number(row, VALUE_COL, number),
+    let Some(number) = cell::excel_number(d) else {
+        return write_text(sheet, row, col, d.as_str());
     };
-    written.map(drop).map_err(xlsx)
+    let format = formats.number(cell::number_format(d));
+    sheet
+        .write_number_with_format(row, col, number, format)
+        .map(drop)
+        .map_err(xlsx)
 }
 
-/// A real Excel date or date-time in the upstream's wall-clock time, else the text as written.
-fn write_effective(
+/// A date or date-time cell displaying the RFC 3339 text, or that text as a string cell when
+/// Excel cannot show it exactly (see [`cell::excel_date_time`]).
+fn write_date_time(
     sheet: &mut Worksheet,
     formats: &mut Formats,
     row: RowNum,
-    text: &str,
+    col: ColNum,
+    d: &DateTime,
 ) -> Result<()> {
-    let cell = effective::parse(text).and_then(|parsed| {
-        let (datetime, format) = match parsed {
-            Effective::Date(d) => (
-                ExcelDateTime::from_ymd(d.year, d.month, d.day).ok()?,
-                &formats.date,
-            ),
-            Effective::DateTime {
-                date: d,
-                time: t,
-                has_fraction,
-                offset,
-            } => (
-                ExcelDateTime::from_ymd(d.year, d.month, d.day)
-                    .and_then(|day| {
-                        day.and_hms_milli(u16::from(t.hour), t.minute, t.second, t.milli)
-                    })
-                    .ok()?,
-                formats.datetime(offset, has_fraction),
-            ),
-        };
-        Some((datetime, format))
-    });
-    match cell {
-        Some((datetime, format)) => sheet
-            .write_datetime_with_format(row, EFFECTIVE_COL, &datetime, format)
-            .map(drop)
-            .map_err(xlsx),
-        None => write_text(sheet, row, EFFECTIVE_COL, text),
-    }
+    let Some((serial, format)) = cell::excel_date_time(d) else {
+        return write_text(sheet, row, col, &d.to_string());
+    };
+    let format = formats.date(format, d);
+    sheet
+        .write_datetime_with_format(row, col, serial, format)
+        .map(drop)
+        .map_err(xlsx)
 }
 
 /// Formats created once and reused: Excel files have a format limit, and creating formats
-/// per cell would be slow.
+/// per cell would be slow. Both maps are bounded: ≤ 63 number formats, and date-time formats
+/// per fraction digits (0–3) and offset (≤ ~2,900 offsets).
 struct Formats {
     header: Format,
-    date: Format,
-    /// Index = fraction digits.
-    numbers: Vec<Format>,
-    /// Per offset as written, `[without, with]` fractional seconds. Offsets are validated
-    /// `Z` or `±HH:MM`, so at most ~2,900 entries can exist.
-    datetimes: [HashMap<String, Format>; 2],
+    numbers: HashMap<NumberFormat, Format>,
+    dates: HashMap<DateFormat, Format>,
 }
 
 impl Default for Formats {
     fn default() -> Self {
         Formats {
             header: Format::new().set_bold(),
-            date: Format::new().set_num_format("yyyy-mm-dd"),
-            numbers: (0..=MAX_FRACTION_DIGITS)
-                .map(|digits| Format::new().set_num_format(number_format(digits)))
-                .collect(),
-            datetimes: [HashMap::new(), HashMap::new()],
+            numbers: HashMap::new(),
+            dates: HashMap::new(),
         }
     }
 }
 
 impl Formats {
-    /// The format showing `digits` decimals; `None` (General) for exponent form or too many.
-    fn number(&self, digits: Option<usize>) -> Option<&Format> {
-        self.numbers.get(digits?)
+    fn number(&mut self, key: NumberFormat) -> &Format {
+        self.numbers
+            .entry(key)
+            .or_insert_with(|| Format::new().set_num_format(key.code()))
     }
 
-    /// `yyyy-mm-dd hh:mm:ss[.000]"<offset>"`, the offset shown literally.
-    fn datetime(&mut self, offset: &str, has_fraction: bool) -> &Format {
-        // `z` and `Z` mean the same; show the canonical form.
-        let offset = if offset.eq_ignore_ascii_case("z") {
-            "Z"
-        } else {
-            offset
-        };
-        let cache = &mut self.datetimes[usize::from(has_fraction)];
-        // Look up by `&str` first so the common case allocates nothing.
-        if !cache.contains_key(offset) {
-            let seconds = if has_fraction { "ss.000" } else { "ss" };
-            let format =
-                Format::new().set_num_format(format!("yyyy-mm-dd hh:mm:{seconds}\"{offset}\""));
-            cache.insert(offset.to_owned(), format);
-        }
-        &cache[offset]
-    }
-}
-
-/// `0`, `0.0`, `0.00`, … for `digits` decimals.
-fn number_format(digits: usize) -> String {
-    if digits == 0 {
-        "0".to_owned()
-    } else {
-        format!("0.{}", "0".repeat(digits))
+    /// The format of `key`, made for `written` on first use.
+    fn date(&mut self, key: DateFormat, written: &DateTime) -> &Format {
+        self.dates
+            .entry(key)
+            .or_insert_with(|| Format::new().set_num_format(key.code(written)))
     }
 }
 

@@ -1,25 +1,36 @@
 //! Excel (XLSX) exporter on rust_xlsxwriter in constant-memory mode.
 //!
 //! The workbook has one sheet `observations` (then `observations-2`, … when Excel's
-//! 1,048,576-row limit is reached), each with a bold, frozen header row in [`COLUMNS`] order,
-//! an autofilter over the used range and fixed column widths.
+//! 1,048,576-row limit is reached), each with a bold, frozen header row of the 27
+//! [`COLUMNS`], an autofilter over the used range and fixed column widths. It holds the
+//! tabular projection [`medgate_core::rows`] of every observation: one row per result, a
+//! panel's components each on their own row (`<id>#<n>`).
 //!
-//! Cell types: numbers are numbers, shown with their written fraction digits (`98.60` →
-//! format `0.00`; exponent form → General); booleans are booleans; `effective` becomes a real
-//! Excel date-time in the upstream's local wall-clock time with the offset shown literally
-//! (`yyyy-mm-dd hh:mm:ss"+08:00"`), or a date for date-only values; everything else, and any
-//! text that looks like a formula, is a plain string cell, never a formula.
+//! Cells are typed, and never rounded or shifted silently (the rules are in `cell.rs`):
+//! - a number is a number cell when Excel keeps and shows it unchanged (exact in a double,
+//!   at most 15 significant digits, in Excel's range), formatted to show its written digits
+//!   (`98.60` → `0.00`, `1.50e3` → `0.00E+00`); otherwise (`1e-400`, 30 significant digits)
+//!   a text cell holding the number as written;
+//! - integers are numbers, booleans are booleans;
+//! - a date is an Excel date (`yyyy-mm-dd`); a time of day is an Excel date-time holding its
+//!   own wall-clock time, with a number format that spells the rest of its RFC 3339 text, so
+//!   the cell displays exactly `2024-01-01T08:00:00+08:00`, `…Z`, or a local time without
+//!   offset. The offset is in the cell's format (and `effective_zone` says whether it was sent,
+//!   assumed or absent). A bare year or month, a time finer than milliseconds, or a date
+//!   outside 1900-03-01 to 9999-12-31 is a text cell holding the RFC 3339 text;
+//! - everything else is a plain string cell, never a formula, even when it starts with `=`.
 //!
 //! Design: rust_xlsxwriter is synchronous and an XLSX file is a zip that can only be written
-//! once complete. Rows therefore flow through a bounded channel to a blocking task that writes
-//! a constant-memory workbook (each row goes to disk as soon as the next one starts), saves it
-//! into an anonymous temporary file, and the file is then copied to the output. Memory stays
-//! bounded whatever the row count; nothing reaches the output unless the export succeeded.
+//! once complete. Observations therefore flow through a bounded channel to a blocking task
+//! that writes a constant-memory workbook (each row goes to disk as soon as the next one
+//! starts), saves it into an anonymous temporary file, and the file is then copied to the
+//! output. Memory stays bounded whatever the row count; nothing reaches the output unless the
+//! export succeeded.
 //!
-//! [`COLUMNS`]: medgate_core::model::COLUMNS
+//! [`COLUMNS`]: medgate_core::COLUMNS
 
 mod book;
-mod effective;
+mod cell;
 
 use std::sync::Arc;
 
@@ -32,10 +43,11 @@ use tokio::sync::mpsc;
 
 use crate::book::{Book, EXCEL_MAX_ROWS};
 
-/// Rows per message to the writer task (amortises channel synchronisation).
-const BATCH_ROWS: usize = 256;
+/// Observations per message to the writer task (amortises channel synchronisation).
+const BATCH_OBSERVATIONS: usize = 256;
 
-/// Batches in flight: bounds the rows held in memory to `BATCH_ROWS * CHANNEL_BATCHES`.
+/// Batches in flight: bounds the observations held in memory to
+/// `BATCH_OBSERVATIONS * CHANNEL_BATCHES`.
 const CHANNEL_BATCHES: usize = 4;
 
 /// Bytes per read when copying the finished file to the output.
@@ -62,10 +74,10 @@ impl Default for XlsxExporter {
 }
 
 impl XlsxExporter {
-    /// An exporter rolling over to a new sheet after `max_rows` rows (header included), so
-    /// tests can exercise sheet rollover without a million rows.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn with_max_rows(max_rows: RowNum) -> Self {
+    /// An exporter rolling over to a new sheet after `max_rows` rows (header included; at
+    /// least 2, at most Excel's limit, which is the default), so sheet roll-over can be
+    /// exercised without a million rows.
+    pub fn with_max_rows(max_rows: RowNum) -> Self {
         XlsxExporter { max_rows }
     }
 }
@@ -94,20 +106,20 @@ impl Exporter for XlsxExporter {
 
     async fn export(
         &self,
-        mut rows: ObservationStream,
+        mut observations: ObservationStream,
         out: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<ExportSummary> {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let max_rows = self.max_rows;
         let writer = tokio::task::spawn_blocking(move || write_workbook(rx, max_rows));
-        let fed = feed(&mut rows, &tx).await;
+        let fed = feed(&mut observations, &tx).await;
         drop(tx);
         let written = writer
             .await
             .map_err(|e| Error::Internal(format!("xlsx writer task failed: {e}")))?;
         // A stream error wins: the writer only stopped because of it.
         fed?;
-        let Some((file, rows)) = written? else {
+        let Some((file, count)) = written? else {
             return Err(Error::Internal(
                 "xlsx writer stopped without a result".into(),
             ));
@@ -116,20 +128,20 @@ impl Exporter for XlsxExporter {
         let mut file = BufReader::with_capacity(COPY_BUFFER, tokio::fs::File::from_std(file));
         tokio::io::copy_buf(&mut file, out).await?;
         out.flush().await?;
-        Ok(ExportSummary { rows })
+        Ok(ExportSummary { rows: count })
     }
 }
 
-/// Sends the stream's rows to the writer in batches, then [`Feed::End`].
+/// Sends the stream's observations to the writer in batches, then [`Feed::End`].
 ///
 /// Returns the stream's first error without sending `End`. If the writer has gone away
 /// (it failed), feeding stops quietly and the writer's own error is reported.
-async fn feed(rows: &mut ObservationStream, tx: &mpsc::Sender<Feed>) -> Result<()> {
-    let mut batch = Vec::with_capacity(BATCH_ROWS);
-    while let Some(item) = rows.next().await {
+async fn feed(observations: &mut ObservationStream, tx: &mpsc::Sender<Feed>) -> Result<()> {
+    let mut batch = Vec::with_capacity(BATCH_OBSERVATIONS);
+    while let Some(item) = observations.next().await {
         batch.push(item?);
-        if batch.len() == BATCH_ROWS {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+        if batch.len() == BATCH_OBSERVATIONS {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_OBSERVATIONS));
             if tx.send(Feed::Rows(full)).await.is_err() {
                 return Ok(());
             }
@@ -161,76 +173,4 @@ fn write_workbook(
         }
     }
     Ok(None)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use calamine::{open_workbook_from_rs, Data, Reader, Xlsx};
-    use medgate_core::{Decimal, Value};
-    use std::io::Cursor;
-
-    fn row(i: usize) -> Observation {
-        Observation {
-            patient_id: "P000001".into(),
-            source: "his".into(),
-            id: format!("o{i}"),
-            category: None,
-            code_system: None,
-            code: None,
-            display: None,
-            value: Value::Number(Decimal::parse("36.5").unwrap()),
-            unit: None,
-            effective: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn full_sheets_roll_over_with_their_own_header() {
-        // 4 rows per sheet including the header: 7 observations → 3 + 3 + 1.
-        let rows: Vec<Result<Observation>> = (0..7).map(|i| Ok(row(i))).collect();
-        let mut out = Vec::new();
-        let summary = XlsxExporter::with_max_rows(4)
-            .export(Box::pin(futures::stream::iter(rows)), &mut out)
-            .await
-            .unwrap();
-        assert_eq!(summary.rows, 7);
-
-        let mut book: Xlsx<_> = open_workbook_from_rs(Cursor::new(out)).unwrap();
-        assert_eq!(
-            book.sheet_names(),
-            ["observations", "observations-2", "observations-3"]
-        );
-        let mut next = 0;
-        for (name, count) in [
-            ("observations", 3),
-            ("observations-2", 3),
-            ("observations-3", 1),
-        ] {
-            let range = book.worksheet_range(name).unwrap();
-            assert_eq!(range.height(), count + 1, "{name}");
-            assert_eq!(
-                range.get_value((0, 0)),
-                Some(&Data::String("patient_id".into()))
-            );
-            for r in 1..=count {
-                let id = format!("o{next}");
-                assert_eq!(range.get_value((r as u32, 2)), Some(&Data::String(id)));
-                assert_eq!(range.get_value((r as u32, 7)), Some(&Data::Float(36.5)));
-                next += 1;
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn an_exactly_full_sheet_adds_no_empty_sheet() {
-        let rows: Vec<Result<Observation>> = (0..3).map(|i| Ok(row(i))).collect();
-        let mut out = Vec::new();
-        XlsxExporter::with_max_rows(4)
-            .export(Box::pin(futures::stream::iter(rows)), &mut out)
-            .await
-            .unwrap();
-        let book: Xlsx<_> = open_workbook_from_rs(Cursor::new(out)).unwrap();
-        assert_eq!(book.sheet_names(), ["observations"]);
-    }
 }
