@@ -1,9 +1,13 @@
 //! The [`Exporter`] trait: streaming sinks that turn observations into a file format.
 
 use async_trait::async_trait;
-use tokio::io::AsyncWrite;
+use futures::StreamExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::{ObservationStream, Result};
+use crate::{Observation, ObservationStream, Result};
+
+/// Bytes a text exporter buffers before handing them to the output.
+pub const FLUSH_THRESHOLD: usize = 64 * 1024;
 
 /// What an export wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,4 +41,49 @@ pub trait Exporter: Send + Sync + 'static {
         rows: ObservationStream,
         out: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<ExportSummary>;
+}
+
+/// The loop every text format shares: `prologue`, then each observation encoded by `encode`
+/// into a reusable buffer that is written out whenever it passes [`FLUSH_THRESHOLD`] (memory
+/// stays bounded whatever the count), then `epilogue` and a flush.
+///
+/// When the stream fails, the bytes of the observations completed so far are delivered and
+/// the stream's error is returned; the epilogue is never written, so a failed export cannot
+/// look complete (a JSON array never gets its `]`).
+///
+/// # Errors
+/// The stream's first error, an error of `encode`, or an I/O error writing `out`.
+pub async fn write_buffered<F>(
+    mut observations: ObservationStream,
+    out: &mut (dyn AsyncWrite + Send + Unpin),
+    prologue: &[u8],
+    epilogue: &[u8],
+    mut encode: F,
+) -> Result<ExportSummary>
+where
+    F: FnMut(&mut Vec<u8>, &Observation) -> Result<()> + Send,
+{
+    let mut buffer = Vec::with_capacity(FLUSH_THRESHOLD + 4 * 1024);
+    buffer.extend_from_slice(prologue);
+    let mut count = 0u64;
+    while let Some(item) = observations.next().await {
+        let observation = match item {
+            Ok(observation) => observation,
+            Err(stream_error) => {
+                // The stream's error wins over a write error.
+                let _ = out.write_all(&buffer).await;
+                return Err(stream_error);
+            }
+        };
+        encode(&mut buffer, &observation)?;
+        count += 1;
+        if buffer.len() >= FLUSH_THRESHOLD {
+            out.write_all(&buffer).await?;
+            buffer.clear();
+        }
+    }
+    buffer.extend_from_slice(epilogue);
+    out.write_all(&buffer).await?;
+    out.flush().await?;
+    Ok(ExportSummary { rows: count })
 }

@@ -17,12 +17,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use medgate_core::export::write_buffered;
 use medgate_core::{fhir, Error, ExportSummary, Exporter, ObservationStream, Result};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
 /// Bytes buffered before they are written to the output.
-pub const FLUSH_THRESHOLD: usize = 64 * 1024;
+pub use medgate_core::export::FLUSH_THRESHOLD;
 
 /// Registers the `fhir-ndjson` format.
 pub fn register(registry: &mut medgate_core::Registry) {
@@ -49,34 +49,15 @@ impl Exporter for FhirNdjsonExporter {
 
     async fn export(
         &self,
-        mut observations: ObservationStream,
+        observations: ObservationStream,
         out: &mut (dyn AsyncWrite + Send + Unpin),
     ) -> Result<ExportSummary> {
-        let mut buffer = Vec::with_capacity(FLUSH_THRESHOLD + 4 * 1024);
-        let mut count = 0u64;
-        while let Some(item) = observations.next().await {
-            let observation = match item {
-                Ok(observation) => observation,
-                Err(stream_error) => {
-                    // Only whole lines are buffered; the stream's error wins over a write
-                    // error.
-                    let _ = out.write_all(&buffer).await;
-                    return Err(stream_error);
-                }
-            };
-            // Serializing into a Vec cannot fail on I/O; any other serde message describes
-            // the type, not the data, so it is safe to surface.
-            fhir::write_observation(&mut buffer, &observation)
+        write_buffered(observations, out, b"", b"", |buffer, observation| {
+            fhir::write_observation(buffer, observation)
                 .map_err(|e| Error::Export(format!("fhir-ndjson: {e}")))?;
             buffer.push(b'\n');
-            count += 1;
-            if buffer.len() >= FLUSH_THRESHOLD {
-                out.write_all(&buffer).await?;
-                buffer.clear();
-            }
-        }
-        out.write_all(&buffer).await?;
-        out.flush().await?;
-        Ok(ExportSummary { rows: count })
+            Ok(())
+        })
+        .await
     }
 }

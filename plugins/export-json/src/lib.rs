@@ -20,12 +20,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use medgate_core::export::write_buffered;
 use medgate_core::{rows, Error, ExportSummary, Exporter, ObservationStream, Result, Row};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
 /// Bytes buffered before they are written to the output.
-pub const FLUSH_THRESHOLD: usize = 64 * 1024;
+pub use medgate_core::export::FLUSH_THRESHOLD;
 
 /// Registers the `json` and `ndjson` formats.
 pub fn register(registry: &mut medgate_core::Registry) {
@@ -113,41 +113,28 @@ impl Exporter for NdjsonExporter {
 /// observations.
 async fn write_framed(
     framing: &Framing,
-    mut observations: ObservationStream,
+    observations: ObservationStream,
     out: &mut (dyn AsyncWrite + Send + Unpin),
 ) -> Result<ExportSummary> {
-    let mut buffer = Vec::with_capacity(FLUSH_THRESHOLD + 4 * 1024);
-    buffer.extend_from_slice(framing.open);
     let mut first = true;
-    let mut count = 0u64;
-    while let Some(item) = observations.next().await {
-        let observation = match item {
-            Ok(observation) => observation,
-            Err(stream_error) => {
-                // Deliver what was complete, never the closing bracket; the stream's error
-                // wins over a write error.
-                let _ = out.write_all(&buffer).await;
-                return Err(stream_error);
+    write_buffered(
+        observations,
+        out,
+        framing.open,
+        framing.close,
+        |buffer, observation| {
+            for row in rows(observation) {
+                if !first {
+                    buffer.extend_from_slice(framing.separator);
+                }
+                first = false;
+                encode_row(buffer, &row)?;
+                buffer.extend_from_slice(framing.after_row);
             }
-        };
-        for row in rows(&observation) {
-            if !first {
-                buffer.extend_from_slice(framing.separator);
-            }
-            first = false;
-            encode_row(&mut buffer, &row)?;
-            buffer.extend_from_slice(framing.after_row);
-        }
-        count += 1;
-        if buffer.len() >= FLUSH_THRESHOLD {
-            out.write_all(&buffer).await?;
-            buffer.clear();
-        }
-    }
-    buffer.extend_from_slice(framing.close);
-    out.write_all(&buffer).await?;
-    out.flush().await?;
-    Ok(ExportSummary { rows: count })
+            Ok(())
+        },
+    )
+    .await
 }
 
 /// Appends one row as a flat JSON object.
