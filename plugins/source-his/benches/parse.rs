@@ -1,36 +1,44 @@
-//! Parse throughput of the FHIR R4 workload bundle (100 observations, ~91 KB).
+//! S5: parse throughput of the FHIR R4 workload bundle (100 observations, ~91 KB) into the
+//! lossless record, against quick-xml's bare event loop over the same bytes in the same run
+//! (the ceiling no parser built on it can pass). Also CCD 1 (176 KB C-CDA) for reference.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use medgate_source_his::{parse, ParseContext, Parser, DEFAULT_MAX_DEPTH};
+use medgate_source_his::{parse, ParseContext, Parser};
 
-const WORKLOAD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/fixtures/fhir/workload-P000001.xml"
-);
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/");
+
+fn bare_event_loop(bytes: &[u8]) -> u64 {
+    let mut reader = quick_xml::Reader::from_reader(bytes);
+    reader.config_mut().trim_text(true);
+    let mut events = 0u64;
+    while !matches!(reader.read_event().unwrap(), quick_xml::events::Event::Eof) {
+        events += 1;
+    }
+    events
+}
 
 fn bench_parse(c: &mut Criterion) {
-    let bytes = std::fs::read(WORKLOAD).unwrap();
-    let ctx = ParseContext {
-        source: "his",
-        patient_id: "P000001",
-        max_depth: DEFAULT_MAX_DEPTH,
-    };
+    let ctx = ParseContext::new("his", "P000001");
+    let workload = std::fs::read(format!("{FIXTURES}fhir/workload-P000001.xml")).unwrap();
     let mut group = c.benchmark_group("his_parse");
-    group.throughput(Throughput::Bytes(bytes.len() as u64));
+    group.throughput(Throughput::Bytes(workload.len() as u64));
     group.bench_function("fhir_r4_workload", |b| {
-        b.iter(|| parse(&Parser::FhirR4, std::hint::black_box(&bytes), &ctx).unwrap())
+        b.iter(|| parse(&Parser::FhirR4, std::hint::black_box(&workload), &ctx).unwrap())
     });
-    // Ceiling: quick-xml alone reading every event, no attributes, no rows.
+    // Ceiling: quick-xml alone reading every event, no attributes, no records.
     group.bench_function("quick_xml_events_baseline", |b| {
-        b.iter(|| {
-            let mut reader = quick_xml::Reader::from_reader(std::hint::black_box(&bytes[..]));
-            reader.config_mut().trim_text(true);
-            let mut events = 0u64;
-            while !matches!(reader.read_event().unwrap(), quick_xml::events::Event::Eof) {
-                events += 1;
-            }
-            events
-        })
+        b.iter(|| bare_event_loop(std::hint::black_box(&workload)))
+    });
+    group.finish();
+
+    let ccd = std::fs::read(format!("{FIXTURES}cda/ccd-1.xml")).unwrap();
+    let mut group = c.benchmark_group("his_parse_cda");
+    group.throughput(Throughput::Bytes(ccd.len() as u64));
+    group.bench_function("ccd_1", |b| {
+        b.iter(|| parse(&Parser::Cda, std::hint::black_box(&ccd), &ctx).unwrap())
+    });
+    group.bench_function("quick_xml_events_baseline", |b| {
+        b.iter(|| bare_event_loop(std::hint::black_box(&ccd)))
     });
     group.finish();
 }

@@ -56,7 +56,8 @@ pub enum ParseError {
         /// Where.
         at: Position,
     },
-    /// Well-formed XML that is not the configured format (wrong root, bad decimal).
+    /// Well-formed XML that is not the configured format (wrong root or namespace). A bad
+    /// value inside a good payload is a warning on its observation, not an error.
     #[error("invalid content at {at}: {detail}")]
     Content {
         /// What is wrong.

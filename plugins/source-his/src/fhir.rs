@@ -2,42 +2,56 @@
 //!
 //! One streaming pass. Each known element is handled by a small function that consumes it
 //! completely; anything unknown (`extension`, `modifierExtension`, `text`, `meta`,
-//! `contained`, …) is skipped as a whole subtree, so codes and values are never taken from
-//! extensions or narrative. The call depth of these functions is fixed by the FHIR structure,
-//! not by the input: arbitrarily deep input is skipped iteratively.
+//! `contained`, `subject`, …) is skipped as a whole subtree, so codes and values are never
+//! taken from extensions or narrative, and the patient is never taken from the payload. The
+//! call depth of these functions is fixed by the FHIR structure, not by the input:
+//! arbitrarily deep input is skipped iteratively.
 //!
-//! Values without a natural scalar form are rendered as readable text: `valueRange` as
-//! `low–high` (or `>=low` / `<=high`), `valueRatio` as `numerator/denominator`, `valuePeriod`
-//! as `start/end`; `valueSampledData` and unknown `value*` elements give `Null`. A
-//! `valueQuantity` with a `comparator` (`<`, `>=`, …) becomes `Text("<5")` because a bare
-//! number would misstate the result.
+//! Everything the record has is filled: `id`, `status`, every `category`, `code` (all
+//! codings and the text), `effectiveDateTime`/`effectiveInstant`/`effectivePeriod` (typed,
+//! precision and offset kept), `issued`, `value[x]`, `dataAbsentReason`, `interpretation`,
+//! `referenceRange`, `component` (with its own value, reason, interpretation and ranges),
+//! `hasMember`, `derivedFrom` and `device`. A panel stays one Observation with components.
+//!
+//! Data quality: a value that cannot be read (a decimal such as `1,5`, an unknown
+//! comparator, a boolean that is neither `true` nor `false`) becomes "no value" with
+//! `dataAbsentReason = error` and a [`Warning`] naming its position; an unreadable time is
+//! dropped with a warning; `valueSampledData`, `effectiveTiming` and unknown `value*`
+//! elements give no value and a "not supported" warning. Only XML that is not well-formed,
+//! is hostile, or is not FHIR at all fails the payload.
 
-use medgate_core::{Decimal, Observation, Value};
+use std::borrow::Cow;
+
+use medgate_core::{
+    CodeableConcept, Coding, Comparator, Component, DateTime, Effective, Observation, Period,
+    Quantity, Range, Ratio, Reference, ReferenceRange, Status, Value, Warning,
+};
 use quick_xml::events::BytesStart;
 
 use crate::error::ParseError;
-use crate::xml::Xml;
+use crate::text::{decimal, quoted, unreadable_number};
+use crate::xml::{local, Xml};
 use crate::ParseContext;
 
 const FHIR_NS: &str = "http://hl7.org/fhir";
-const LOINC: &str = "http://loinc.org";
+
+/// A value that could be read, or the warning saying why not.
+type Read<T> = Result<T, Warning>;
 
 /// Parses a FHIR R4 XML payload.
-pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Observation>, ParseError> {
+pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Observation>, ParseError> {
     let mut xml = Xml::new(bytes, ctx.max_depth).trim_text();
     let root = xml.root()?;
     let namespace = xml.root_namespace(&root)?;
-    let local = root.local_name();
-    let name: &str = local.as_ref();
     if namespace.as_deref() != Some(FHIR_NS) {
         return Err(xml.content_error(format!(
             "root element is not in the FHIR namespace {FHIR_NS}"
         )));
     }
     let mut rows = Vec::new();
-    match name {
+    match local(&root) {
         "Bundle" => parse_bundle(&mut xml, ctx, &mut rows)?,
-        "Observation" => parse_observation(&mut xml)?.emit(ctx, String::new(), &mut rows),
+        "Observation" => rows.push(parse_observation(&mut xml, ctx, "")?),
         "OperationOutcome" => {
             return Err(xml.content_error(
                 "the server answered with an OperationOutcome instead of observations",
@@ -56,14 +70,19 @@ pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Observat
 
 fn parse_bundle(
     xml: &mut Xml<'_>,
-    ctx: &ParseContext<'_>,
+    ctx: &ParseContext,
     rows: &mut Vec<Observation>,
 ) -> Result<(), ParseError> {
     while let Some(child) = xml.next_child()? {
-        if child.local_name().as_ref() == "entry" {
-            parse_entry(xml, ctx, rows)?;
-        } else {
-            xml.skip()?;
+        match local(&child) {
+            "entry" => parse_entry(xml, ctx, rows)?,
+            "total" => {
+                // A searchset says how many matches it holds: size the output once. Bounded
+                // by what the payload could hold, so a lying `total` cannot reserve memory.
+                let total = take_value(xml, &child)?.and_then(|t| t.trim().parse().ok());
+                rows.reserve(total.unwrap_or(0).min(xml.len() / 64));
+            }
+            _ => xml.skip()?,
         }
     }
     Ok(())
@@ -71,18 +90,18 @@ fn parse_bundle(
 
 fn parse_entry(
     xml: &mut Xml<'_>,
-    ctx: &ParseContext<'_>,
+    ctx: &ParseContext,
     rows: &mut Vec<Observation>,
 ) -> Result<(), ParseError> {
-    let mut full_url = None;
+    let mut full_url: Option<String> = None;
     while let Some(child) = xml.next_child()? {
-        match child.local_name().as_ref() {
-            "fullUrl" => full_url = take_value(xml, &child)?,
+        match local(&child) {
+            "fullUrl" => full_url = take_value(xml, &child)?.map(Cow::into_owned),
             "resource" => {
                 while let Some(resource) = xml.next_child()? {
-                    if resource.local_name().as_ref() == "Observation" {
-                        let fallback = full_url.as_deref().map(last_segment).unwrap_or_default();
-                        parse_observation(xml)?.emit(ctx, fallback.to_owned(), rows);
+                    if local(&resource) == "Observation" {
+                        let fallback = full_url.as_deref().map_or("", last_segment);
+                        rows.push(parse_observation(xml, ctx, fallback)?);
                     } else {
                         // Patient, OperationOutcome (search mode outcome), …
                         xml.skip()?;
@@ -100,347 +119,445 @@ fn last_segment(url: &str) -> &str {
     url.rsplit(['/', ':']).next().unwrap_or_default()
 }
 
-#[derive(Default)]
-struct Coding {
-    system: Option<String>,
-    code: Option<String>,
-    display: Option<String>,
-}
-
-#[derive(Default)]
-struct Concept {
-    codings: Vec<Coding>,
-    text: Option<String>,
-}
-
-impl Concept {
-    /// (system, code, display): the LOINC coding if any, else the first; display falls back
-    /// to the concept's text.
-    fn pick(self) -> (Option<String>, Option<String>, Option<String>) {
-        let Concept { mut codings, text } = self;
-        let index = codings
-            .iter()
-            .position(|c| c.system.as_deref() == Some(LOINC))
-            .unwrap_or(0);
-        if index < codings.len() {
-            let coding = codings.swap_remove(index);
-            (coding.system, coding.code, coding.display.or(text))
-        } else {
-            (None, None, text)
-        }
-    }
-
-    /// A coded value as text: first coding's display, else the text, else the first code.
-    fn into_text(self) -> Value {
-        let Concept { mut codings, text } = self;
-        let first = if codings.is_empty() {
-            None
-        } else {
-            Some(codings.swap_remove(0))
-        };
-        let display = first.as_ref().and_then(|c| c.display.clone());
-        display
-            .or(text)
-            .or_else(|| first.and_then(|c| c.code))
-            .map_or(Value::Null, Value::Text)
-    }
-}
-
-/// What an Observation or one of its components measured.
-#[derive(Default)]
-struct Measured {
-    concept: Concept,
-    value: Option<Value>,
-    unit: Option<String>,
-}
-
-#[derive(Default)]
-struct ObservationData {
-    id: Option<String>,
-    category: Option<String>,
-    effective: Option<String>,
-    main: Measured,
-    components: Vec<Measured>,
-}
-
-impl ObservationData {
-    /// Appends the rows: the parent when it has a value or no components, then one row per
-    /// component with id `<id>#<index>`.
-    fn emit(self, ctx: &ParseContext<'_>, fallback_id: String, rows: &mut Vec<Observation>) {
-        let id = self.id.unwrap_or(fallback_id);
-        let ObservationData {
-            category,
-            effective,
-            main,
-            components,
-            ..
-        } = self;
-        if main.value.is_some() || components.is_empty() {
-            rows.push(row(ctx, id.clone(), &category, &effective, main));
-        }
-        for (index, component) in components.into_iter().enumerate() {
-            let component_id = format!("{id}#{index}");
-            rows.push(row(ctx, component_id, &category, &effective, component));
-        }
-    }
-}
-
-fn row(
-    ctx: &ParseContext<'_>,
-    id: String,
-    category: &Option<String>,
-    effective: &Option<String>,
-    measured: Measured,
-) -> Observation {
-    let (code_system, code, display) = measured.concept.pick();
-    Observation {
-        patient_id: ctx.patient_id.to_owned(),
-        source: ctx.source.to_owned(),
-        id,
-        category: category.clone(),
-        code_system,
-        code,
-        display,
-        value: measured.value.unwrap_or(Value::Null),
-        unit: measured.unit,
-        effective: effective.clone(),
-    }
-}
-
-fn parse_observation(xml: &mut Xml<'_>) -> Result<ObservationData, ParseError> {
-    let mut data = ObservationData::default();
+/// Reads one `Observation` (its start was just read) and consumes it. `fallback_id` is used
+/// when the resource has no `id` (the last segment of the entry's `fullUrl`).
+fn parse_observation(
+    xml: &mut Xml<'_>,
+    ctx: &ParseContext,
+    fallback_id: &str,
+) -> Result<Observation, ParseError> {
+    let mut o = Observation::new(ctx.patient_id.clone(), ctx.source.clone(), String::new());
     while let Some(child) = xml.next_child()? {
-        let local = child.local_name();
-        let name: &str = local.as_ref();
+        let name = local(&child);
         match name {
-            "id" => data.id = take_value(xml, &child)?,
-            "category" => {
-                let code = read_first_code(xml)?;
-                data.category = data.category.or(code);
+            "id" => {
+                o.id = take_value(xml, &child)?
+                    .map(Cow::into_owned)
+                    .unwrap_or_default()
             }
-            "code" => data.main.concept = read_concept(xml)?,
+            "status" => o.status = read_status(xml, &child, &mut o.warnings)?,
+            "category" => o.category.push(read_concept(xml)?),
+            "code" => o.code = read_concept(xml)?,
             "effectiveDateTime" | "effectiveInstant" => {
-                let value = take_value(xml, &child)?;
-                data.effective = data.effective.or(value);
+                let at = read_date_time(xml, &child, name, &mut o.warnings)?;
+                if o.effective.is_none() {
+                    o.effective = at.map(Effective::DateTime);
+                }
             }
             "effectivePeriod" => {
-                let period = read_period(xml)?;
-                data.effective = data.effective.or(period.0);
+                let period = read_period(xml, name, &mut o.warnings)?;
+                if o.effective.is_none() {
+                    o.effective = Some(Effective::Period(period));
+                }
             }
-            "component" => data.components.push(read_component(xml)?),
+            "issued" => o.issued = read_date_time(xml, &child, name, &mut o.warnings)?,
+            "dataAbsentReason" => {
+                let reason = read_concept(xml)?;
+                o.data_absent_reason.get_or_insert(reason);
+            }
+            "interpretation" => o.interpretation.push(read_concept(xml)?),
+            "referenceRange" => {
+                let range = read_reference_range(xml, &mut o.warnings)?;
+                o.reference_range.push(range);
+            }
+            "hasMember" => o.has_member.push(read_reference(xml)?),
+            "derivedFrom" => o.derived_from.push(read_reference(xml)?),
+            "device" => o.device = Some(read_reference(xml)?),
+            "component" => {
+                let component = read_component(xml, &mut o.warnings)?;
+                o.components.push(component);
+            }
+            "effectiveTiming" => {
+                xml.skip()?;
+                let w = xml.warning("effectiveTiming is not supported; it was left out");
+                o.warnings.push(w);
+            }
             _ if name.starts_with("value") => {
-                let (value, unit) = read_value(xml, &child, name)?;
-                data.main.value = Some(value);
-                data.main.unit = unit;
+                match read_value(xml, &child, name, &mut o.warnings)? {
+                    Ok(value) => o.value = value,
+                    Err(w) => o.value_unreadable(w.at, w.message),
+                }
             }
             _ => xml.skip()?,
         }
     }
-    Ok(data)
+    if o.id.is_empty() {
+        o.id = fallback_id.to_owned();
+    }
+    Ok(o)
 }
 
-fn read_component(xml: &mut Xml<'_>) -> Result<Measured, ParseError> {
-    let mut measured = Measured::default();
+fn read_component(xml: &mut Xml<'_>, warnings: &mut Vec<Warning>) -> Result<Component, ParseError> {
+    let mut c = Component::default();
     while let Some(child) = xml.next_child()? {
-        let local = child.local_name();
-        let name: &str = local.as_ref();
+        let name = local(&child);
         match name {
-            "code" => measured.concept = read_concept(xml)?,
-            _ if name.starts_with("value") => {
-                let (value, unit) = read_value(xml, &child, name)?;
-                measured.value = Some(value);
-                measured.unit = unit;
+            "code" => c.code = read_concept(xml)?,
+            "dataAbsentReason" => {
+                let reason = read_concept(xml)?;
+                c.data_absent_reason.get_or_insert(reason);
             }
+            "interpretation" => c.interpretation.push(read_concept(xml)?),
+            "referenceRange" => c.reference_range.push(read_reference_range(xml, warnings)?),
+            _ if name.starts_with("value") => match read_value(xml, &child, name, warnings)? {
+                Ok(value) => c.value = value,
+                Err(w) => {
+                    c.value = Value::None;
+                    c.data_absent_reason = Some(CodeableConcept::data_absent("error", "Error"));
+                    warnings.push(w);
+                }
+            },
             _ => xml.skip()?,
         }
     }
-    Ok(measured)
+    Ok(c)
 }
 
 /// The `@value` of a primitive element, consuming the element.
-fn take_value(xml: &mut Xml<'_>, start: &BytesStart<'_>) -> Result<Option<String>, ParseError> {
+fn take_value<'s>(
+    xml: &mut Xml<'_>,
+    start: &'s BytesStart<'_>,
+) -> Result<Option<Cow<'s, str>>, ParseError> {
     let value = xml.attr(start, "value")?;
     xml.skip()?;
     Ok(value)
 }
 
-fn read_concept(xml: &mut Xml<'_>) -> Result<Concept, ParseError> {
-    let mut concept = Concept::default();
+fn take_string(xml: &mut Xml<'_>, start: &BytesStart<'_>) -> Result<Option<String>, ParseError> {
+    Ok(take_value(xml, start)?.map(Cow::into_owned))
+}
+
+fn read_status(
+    xml: &mut Xml<'_>,
+    start: &BytesStart<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<Status>, ParseError> {
+    let Some(code) = take_value(xml, start)? else {
+        return Ok(None);
+    };
+    let status = Status::from_fhir(code.trim());
+    if status.is_none() {
+        warnings.push(xml.warning(format!(
+            "status {} is not a FHIR observation status",
+            quoted(&code)
+        )));
+    }
+    Ok(status)
+}
+
+fn read_concept(xml: &mut Xml<'_>) -> Result<CodeableConcept, ParseError> {
+    let mut concept = CodeableConcept::default();
     while let Some(child) = xml.next_child()? {
-        match child.local_name().as_ref() {
-            "coding" => concept.codings.push(read_coding(xml)?),
-            "text" => concept.text = take_value(xml, &child)?,
+        match local(&child) {
+            "coding" => concept.coding.push(read_coding(xml)?),
+            "text" => concept.text = take_string(xml, &child)?,
             _ => xml.skip()?,
         }
     }
     Ok(concept)
 }
 
-/// The first `coding/code/@value` of a CodeableConcept, allocating nothing else.
-fn read_first_code(xml: &mut Xml<'_>) -> Result<Option<String>, ParseError> {
-    let mut first = None;
-    while let Some(child) = xml.next_child()? {
-        if child.local_name().as_ref() != "coding" {
-            xml.skip()?;
-            continue;
-        }
-        while let Some(field) = xml.next_child()? {
-            if first.is_none() && field.local_name().as_ref() == "code" {
-                first = take_value(xml, &field)?;
-            } else {
-                xml.skip()?;
-            }
-        }
-    }
-    Ok(first)
-}
-
 fn read_coding(xml: &mut Xml<'_>) -> Result<Coding, ParseError> {
     let mut coding = Coding::default();
     while let Some(child) = xml.next_child()? {
-        match child.local_name().as_ref() {
-            "system" => coding.system = take_value(xml, &child)?,
-            "code" => coding.code = take_value(xml, &child)?,
-            "display" => coding.display = take_value(xml, &child)?,
+        match local(&child) {
+            "system" => coding.system = take_string(xml, &child)?,
+            "code" => coding.code = take_string(xml, &child)?,
+            "display" => coding.display = take_string(xml, &child)?,
             _ => xml.skip()?,
         }
     }
     Ok(coding)
 }
 
-#[derive(Default)]
-struct Quantity {
-    value: Option<String>,
-    unit: Option<String>,
-    code: Option<String>,
-    comparator: Option<String>,
+fn read_reference(xml: &mut Xml<'_>) -> Result<Reference, ParseError> {
+    let mut reference = Reference::default();
+    while let Some(child) = xml.next_child()? {
+        match local(&child) {
+            "reference" => reference.reference = take_string(xml, &child)?,
+            "display" => reference.display = take_string(xml, &child)?,
+            _ => xml.skip()?,
+        }
+    }
+    Ok(reference)
 }
 
-fn read_quantity(xml: &mut Xml<'_>) -> Result<Quantity, ParseError> {
+/// A `Quantity` (or `SimpleQuantity`), consuming it; a warning if its value or comparator
+/// cannot be read (a number whose comparator is unknown must not pass for exact).
+fn read_quantity(xml: &mut Xml<'_>, element: &str) -> Result<Read<Quantity>, ParseError> {
     let mut quantity = Quantity::default();
+    let mut problem = None;
     while let Some(child) = xml.next_child()? {
-        match child.local_name().as_ref() {
-            "value" => quantity.value = take_value(xml, &child)?,
-            "unit" => quantity.unit = take_value(xml, &child)?,
-            "code" => quantity.code = take_value(xml, &child)?,
-            "comparator" => quantity.comparator = take_value(xml, &child)?,
+        match local(&child) {
+            "value" => {
+                if let Some(text) = take_value(xml, &child)? {
+                    match decimal(&text) {
+                        Some(d) => quantity.value = Some(d),
+                        None => {
+                            problem.get_or_insert_with(|| {
+                                xml.warning(unreadable_number(&format!("{element}.value"), &text))
+                            });
+                        }
+                    }
+                }
+            }
+            "comparator" => {
+                if let Some(text) = take_value(xml, &child)? {
+                    match Comparator::parse(text.trim()) {
+                        Some(c) => quantity.comparator = Some(c),
+                        None => {
+                            problem.get_or_insert_with(|| {
+                                xml.warning(format!(
+                                    "{element}.comparator {} is not <, <=, >= or >",
+                                    quoted(&text)
+                                ))
+                            });
+                        }
+                    }
+                }
+            }
+            "unit" => quantity.unit = take_string(xml, &child)?,
+            "system" => quantity.system = take_string(xml, &child)?,
+            "code" => quantity.code = take_string(xml, &child)?,
             _ => xml.skip()?,
         }
     }
-    Ok(quantity)
+    Ok(problem.map_or(Ok(quantity), Err))
 }
 
-/// (start, end) of a Period, consuming it.
-fn read_period(xml: &mut Xml<'_>) -> Result<(Option<String>, Option<String>), ParseError> {
-    let (mut start, mut end) = (None, None);
+/// A primitive date-time element (`effectiveDateTime`, `issued`, `start` …), consuming it;
+/// an unreadable one is dropped with a warning.
+fn read_date_time(
+    xml: &mut Xml<'_>,
+    start: &BytesStart<'_>,
+    element: &str,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<DateTime>, ParseError> {
+    let Some(text) = take_value(xml, start)? else {
+        return Ok(None);
+    };
+    match parse_date_time(xml, &text, element) {
+        Ok(at) => Ok(at),
+        Err(w) => {
+            warnings.push(w);
+            Ok(None)
+        }
+    }
+}
+
+/// `""` is no time; anything else must be a FHIR date, dateTime or instant.
+fn parse_date_time(xml: &Xml<'_>, text: &str, element: &str) -> Read<Option<DateTime>> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    DateTime::parse(text).map(Some).map_err(|e| {
+        xml.warning(format!(
+            "{element} {} is not a date-time: {e}",
+            quoted(text)
+        ))
+    })
+}
+
+/// A `Period`, consuming it; unreadable ends are dropped with a warning.
+fn read_period(
+    xml: &mut Xml<'_>,
+    element: &str,
+    warnings: &mut Vec<Warning>,
+) -> Result<Period, ParseError> {
+    let mut period = Period::default();
     while let Some(child) = xml.next_child()? {
-        match child.local_name().as_ref() {
-            "start" => start = take_value(xml, &child)?,
-            "end" => end = take_value(xml, &child)?,
+        match local(&child) {
+            "start" => period.start = read_date_time(xml, &child, element, warnings)?,
+            "end" => period.end = read_date_time(xml, &child, element, warnings)?,
             _ => xml.skip()?,
         }
     }
-    Ok((start, end))
+    Ok(period)
 }
 
-fn decimal(xml: &Xml<'_>, text: &str, element: &str) -> Result<Decimal, ParseError> {
-    Decimal::parse(text.trim())
-        .ok_or_else(|| xml.content_error(format!("{element} is not a valid decimal number")))
+fn read_reference_range(
+    xml: &mut Xml<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Result<ReferenceRange, ParseError> {
+    let mut range = ReferenceRange::default();
+    while let Some(child) = xml.next_child()? {
+        match local(&child) {
+            "low" => match read_quantity(xml, "referenceRange.low")? {
+                Ok(q) => range.low = Some(q),
+                Err(w) => warnings.push(w),
+            },
+            "high" => match read_quantity(xml, "referenceRange.high")? {
+                Ok(q) => range.high = Some(q),
+                Err(w) => warnings.push(w),
+            },
+            "type" => range.kind = Some(read_concept(xml)?),
+            "text" => range.text = take_string(xml, &child)?,
+            _ => xml.skip()?,
+        }
+    }
+    Ok(range)
 }
 
-/// One `value[x]` element → (value, unit), consuming it.
+/// One `value[x]` element, consuming it. `Err` is an unreadable value; unsupported types
+/// give `Value::None` and push a warning.
 fn read_value(
     xml: &mut Xml<'_>,
     start: &BytesStart<'_>,
     name: &str,
-) -> Result<(Value, Option<String>), ParseError> {
-    match name {
-        "valueQuantity" => {
-            let quantity = read_quantity(xml)?;
-            let unit = quantity.code.or(quantity.unit);
-            let value = match (quantity.value, quantity.comparator) {
-                (None, _) => Value::Null,
-                (Some(v), Some(cmp)) => Value::Text(format!("{cmp}{}", v.trim())),
-                (Some(v), None) => Value::Number(decimal(xml, &v, name)?),
-            };
-            Ok((value, unit))
-        }
-        "valueInteger" => {
-            let value = match take_value(xml, start)? {
-                Some(v) => Value::Number(decimal(xml, &v, name)?),
-                None => Value::Null,
-            };
-            Ok((value, None))
-        }
-        "valueBoolean" => {
-            let value = match take_value(xml, start)?.as_deref() {
-                Some("true") => Value::Bool(true),
-                Some("false") => Value::Bool(false),
-                None => Value::Null,
-                Some(_) => return Err(xml.content_error("valueBoolean is not true or false")),
-            };
-            Ok((value, None))
-        }
-        "valueString" | "valueDateTime" | "valueTime" => {
-            let value = take_value(xml, start)?.map_or(Value::Null, Value::Text);
-            Ok((value, None))
-        }
-        "valueCodeableConcept" => Ok((read_concept(xml)?.into_text(), None)),
-        "valueRange" => read_range(xml),
-        "valueRatio" => read_ratio(xml),
-        "valuePeriod" => {
-            let (start, end) = read_period(xml)?;
-            let text = format!("{}/{}", start.unwrap_or_default(), end.unwrap_or_default());
-            Ok((Value::Text(text), None))
-        }
+    warnings: &mut Vec<Warning>,
+) -> Result<Read<Value>, ParseError> {
+    let value = match name {
+        "valueQuantity" => read_quantity(xml, name)?.map(Value::Quantity),
+        "valueCodeableConcept" => Ok(Value::CodeableConcept(read_concept(xml)?)),
+        "valueString" => Ok(take_string(xml, start)?.map_or(Value::None, Value::String)),
+        "valueBoolean" => match take_value(xml, start)?.as_deref().map(str::trim) {
+            None => Ok(Value::None),
+            Some("true") => Ok(Value::Boolean(true)),
+            Some("false") => Ok(Value::Boolean(false)),
+            Some(other) => Err(xml.warning(format!(
+                "valueBoolean {} is not true or false",
+                quoted(other)
+            ))),
+        },
+        "valueInteger" => match take_value(xml, start)? {
+            None => Ok(Value::None),
+            Some(text) => integer(xml, &text, name, warnings),
+        },
+        "valueRange" => read_range(xml)?.map(Value::Range),
+        "valueRatio" => read_ratio(xml)?.map(Value::Ratio),
+        "valuePeriod" => Ok(Value::Period(read_period(xml, name, warnings)?)),
+        "valueDateTime" => match take_value(xml, start)? {
+            None => Ok(Value::None),
+            Some(text) => {
+                parse_date_time(xml, &text, name).map(|d| d.map_or(Value::None, Value::DateTime))
+            }
+        },
+        "valueTime" => match take_value(xml, start)? {
+            None => Ok(Value::None),
+            Some(text) if is_time(text.trim()) => Ok(Value::Time(text.trim().to_owned())),
+            Some(text) => Err(xml.warning(format!(
+                "valueTime {} is not a time (hh:mm:ss)",
+                quoted(&text)
+            ))),
+        },
         _ => {
-            // valueSampledData and anything unknown: no scalar form.
+            // valueSampledData, valueAttachment (R5) …: no form in the record.
             xml.skip()?;
-            Ok((Value::Null, None))
+            warnings.push(xml.warning(format!("{name} is not supported; it was left out")));
+            Ok(Value::None)
+        }
+    };
+    Ok(value)
+}
+
+/// A FHIR integer (32-bit). A bigger integer or a decimal is kept as a number, with a
+/// warning, rather than lost.
+fn integer(xml: &Xml<'_>, text: &str, element: &str, warnings: &mut Vec<Warning>) -> Read<Value> {
+    let Some(number) = decimal(text) else {
+        return Err(xml.warning(unreadable_number(element, text)));
+    };
+    match number.to_i64().and_then(|n| i32::try_from(n).ok()) {
+        Some(n) => Ok(Value::Integer(n)),
+        None => {
+            warnings.push(xml.warning(format!(
+                "{element} {number} is not a 32-bit integer; kept as a number"
+            )));
+            Ok(Value::number(number))
         }
     }
 }
 
-fn read_range(xml: &mut Xml<'_>) -> Result<(Value, Option<String>), ParseError> {
-    let (mut low, mut high) = (None, None);
+fn read_range(xml: &mut Xml<'_>) -> Result<Read<Range>, ParseError> {
+    let mut range = Range::default();
+    let mut problem = None;
     while let Some(child) = xml.next_child()? {
-        match child.local_name().as_ref() {
-            "low" => low = Some(read_quantity(xml)?),
-            "high" => high = Some(read_quantity(xml)?),
-            _ => xml.skip()?,
+        let bound = match local(&child) {
+            "low" => &mut range.low,
+            "high" => &mut range.high,
+            _ => {
+                xml.skip()?;
+                continue;
+            }
+        };
+        match read_quantity(xml, "valueRange")? {
+            Ok(q) => *bound = Some(q),
+            Err(w) => {
+                problem.get_or_insert(w);
+            }
         }
     }
-    let low_value = low.as_ref().and_then(|q| q.value.clone());
-    let high_value = high.as_ref().and_then(|q| q.value.clone());
-    let unit = [low, high]
-        .into_iter()
-        .flatten()
-        .find_map(|q| q.code.or(q.unit));
-    let value = match (low_value, high_value) {
-        (Some(l), Some(h)) => Value::Text(format!("{l}–{h}")),
-        (Some(l), None) => Value::Text(format!(">={l}")),
-        (None, Some(h)) => Value::Text(format!("<={h}")),
-        (None, None) => Value::Null,
-    };
-    Ok((value, unit))
+    Ok(problem.map_or(Ok(range), Err))
 }
 
-fn read_ratio(xml: &mut Xml<'_>) -> Result<(Value, Option<String>), ParseError> {
-    let (mut numerator, mut denominator) = (None, None);
+fn read_ratio(xml: &mut Xml<'_>) -> Result<Read<Ratio>, ParseError> {
+    let mut ratio = Ratio::default();
+    let mut problem = None;
     while let Some(child) = xml.next_child()? {
-        match child.local_name().as_ref() {
-            "numerator" => numerator = read_quantity(xml)?.value,
-            "denominator" => denominator = read_quantity(xml)?.value,
-            _ => xml.skip()?,
+        let part = match local(&child) {
+            "numerator" => &mut ratio.numerator,
+            "denominator" => &mut ratio.denominator,
+            _ => {
+                xml.skip()?;
+                continue;
+            }
+        };
+        match read_quantity(xml, "valueRatio")? {
+            Ok(q) => *part = Some(q),
+            Err(w) => {
+                problem.get_or_insert(w);
+            }
         }
     }
-    let value = match (numerator, denominator) {
-        (None, None) => Value::Null,
-        (n, d) => Value::Text(format!(
-            "{}/{}",
-            n.unwrap_or_default(),
-            d.unwrap_or_default()
-        )),
+    Ok(problem.map_or(Ok(ratio), Err))
+}
+
+/// FHIR `time`: `hh:mm:ss` with an optional fraction.
+fn is_time(text: &str) -> bool {
+    let b = text.as_bytes();
+    let two = |at: usize, max: u8| {
+        matches!(b.get(at..at + 2), Some([h, l]) if h.is_ascii_digit() && l.is_ascii_digit()
+            && (h - b'0') * 10 + (l - b'0') <= max)
     };
-    Ok((value, None))
+    let fraction_ok = match b.get(8) {
+        None => true,
+        Some(b'.') => b.len() > 9 && b[9..].iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    b.len() >= 8
+        && two(0, 23)
+        && b[2] == b':'
+        && two(3, 59)
+        && b[5] == b':'
+        && two(6, 59)
+        && fraction_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        for ok in ["00:00:00", "23:59:59", "12:30:00.125"] {
+            assert!(is_time(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "24:00:00",
+            "12:60:00",
+            "12:30",
+            "12:30:00.",
+            "12:30:00Z",
+            "1:2:3",
+        ] {
+            assert!(!is_time(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn last_segments() {
+        assert_eq!(last_segment("urn:uuid:abc"), "abc");
+        assert_eq!(last_segment("http://x/Observation/1"), "1");
+        assert_eq!(last_segment(""), "");
+    }
 }

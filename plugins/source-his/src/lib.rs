@@ -1,11 +1,21 @@
 //! HIS XML source (kind `his-xml`): FHIR R4 XML bundles, HL7 CDA documents and
-//! config-described XML, parsed with quick-xml in one streaming pass.
+//! config-described XML, parsed with quick-xml in one streaming pass into medgate's
+//! lossless [`Observation`] record.
 //!
 //! The payload is hostile until proven otherwise: DOCTYPE declarations are refused (so no
 //! entity is ever declared or expanded), only the predefined entities and character
 //! references are decoded, element nesting is bounded without recursion, and every error
 //! names its line and column — never a patient identifier.
 //!
+//! Data quality: one bad value never costs the document. A value that cannot be read becomes
+//! "no value" with `dataAbsentReason = error` and a [`Warning`](medgate_core::Warning) with
+//! its line and column (just after the element that held it); an unreadable time is left out
+//! with a warning. Only XML that is not well-formed, is hostile, or is not the configured
+//! format is an error. Numbers are never routed through `f64`: they keep their written digits
+//! (every `xs:decimal` form is accepted and canonicalized by `Decimal::parse_lenient`).
+//!
+//! Layout: `xml` is the hardened reader; `fhir`, `cda` and `mapping` are the three formats;
+//! `config` the `[[sources]]` keys; `source` the [`DataSource`](medgate_core::DataSource).
 //! [`register`] adds the kind to a [`Registry`]; [`parse`] is the pure parser, usable without
 //! HTTP (benches, tests).
 
@@ -15,13 +25,14 @@ mod error;
 mod fhir;
 mod mapping;
 mod source;
+mod text;
 mod xml;
 
 use std::sync::Arc;
 
 use medgate_core::{Observation, Registry};
 
-pub use cda::{code_system_uri, hl7_ts_to_rfc3339};
+pub use cda::code_system_uri;
 pub use config::{HisConfig, HisFormat, MappingConfig, MappingConstants, MappingFields};
 pub use error::{ParseError, Position};
 pub use mapping::CompiledMapping;
@@ -47,15 +58,29 @@ pub enum Parser {
     Mapping(Arc<CompiledMapping>),
 }
 
-/// Who the parsed rows belong to and how deep the XML may nest.
-#[derive(Debug, Clone, Copy)]
-pub struct ParseContext<'a> {
-    /// The configured source name, written to every row.
-    pub source: &'a str,
-    /// The requested patient id, written to every row (never read from the payload).
-    pub patient_id: &'a str,
+/// Who the parsed observations belong to and how deep the XML may nest.
+///
+/// The two names are shared strings: every observation of a payload holds a clone of the
+/// same two, which costs a reference count, not an allocation.
+#[derive(Debug, Clone)]
+pub struct ParseContext {
+    /// The configured source name, written to every observation.
+    pub source: Arc<str>,
+    /// The requested patient id, written to every observation (never read from the payload).
+    pub patient_id: Arc<str>,
     /// Maximum element nesting depth.
     pub max_depth: usize,
+}
+
+impl ParseContext {
+    /// A context for `patient_id` from `source` with the default depth limit.
+    pub fn new(source: &str, patient_id: &str) -> ParseContext {
+        ParseContext {
+            source: Arc::from(source),
+            patient_id: Arc::from(patient_id),
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
 }
 
 /// Parses one payload into observations.
@@ -65,7 +90,7 @@ pub struct ParseContext<'a> {
 pub fn parse(
     parser: &Parser,
     bytes: &[u8],
-    ctx: &ParseContext<'_>,
+    ctx: &ParseContext,
 ) -> Result<Vec<Observation>, ParseError> {
     match parser {
         Parser::FhirR4 => fhir::parse(bytes, ctx),

@@ -1,11 +1,12 @@
 //! The `his-xml` [`DataSource`]: one GET per patient, then parse.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use futures::StreamExt;
 use medgate_core::{
-    BuildContext, DataSource, Error, FetchRequest, ObservationStream, Result, Upstream,
+    BuildContext, DataSource, Error, FetchRequest, Observation, ObservationStream, Result, Upstream,
 };
-use std::sync::Arc;
 
 use crate::{parse, ParseContext, Parser};
 
@@ -18,7 +19,8 @@ pub struct HisSource {
     url: String,
     parser: Parser,
     max_depth: usize,
-    name: String,
+    /// The source name, shared by every observation this source produces.
+    name: Arc<str>,
     upstream: Arc<dyn Upstream>,
 }
 
@@ -29,7 +31,7 @@ impl HisSource {
             url,
             parser,
             max_depth,
-            name: ctx.source_name,
+            name: Arc::from(ctx.source_name),
             upstream: ctx.upstream,
         }
     }
@@ -42,46 +44,32 @@ impl HisSource {
 
 #[async_trait]
 impl DataSource for HisSource {
+    /// Fetches and parses one patient's payload. `request.filter` is not used here: the
+    /// pipeline applies it to what the source returns.
     async fn fetch(&self, request: &FetchRequest) -> Result<ObservationStream> {
         let url = self.url_for(&request.patient_id);
         let body = self.upstream.get(&url, request).await?;
         let bytes = body.bytes;
+        // One allocation of the patient id per fetch; every observation shares it.
+        let ctx = ParseContext {
+            source: self.name.clone(),
+            patient_id: Arc::from(request.patient_id.as_str()),
+            max_depth: self.max_depth,
+        };
         let rows = if bytes.len() < INLINE_PARSE_LIMIT {
-            parse_owned(
-                &self.parser,
-                &bytes,
-                &self.name,
-                &request.patient_id,
-                self.max_depth,
-            )?
+            parse_owned(&self.parser, &bytes, &ctx)?
         } else {
             let parser = self.parser.clone();
-            let name = self.name.clone();
-            let patient_id = request.patient_id.clone();
-            let max_depth = self.max_depth;
-            tokio::task::spawn_blocking(move || {
-                parse_owned(&parser, &bytes, &name, &patient_id, max_depth)
-            })
-            .await
-            .map_err(|e| {
-                Error::Internal(format!("source {}: parser task failed: {e}", self.name))
-            })??
+            tokio::task::spawn_blocking(move || parse_owned(&parser, &bytes, &ctx))
+                .await
+                .map_err(|e| {
+                    Error::Internal(format!("source {}: parser task failed: {e}", self.name))
+                })??
         };
         Ok(futures::stream::iter(rows.into_iter().map(Ok)).boxed())
     }
 }
 
-fn parse_owned(
-    parser: &Parser,
-    bytes: &[u8],
-    name: &str,
-    patient_id: &str,
-    max_depth: usize,
-) -> Result<Vec<medgate_core::Observation>> {
-    let ctx = ParseContext {
-        source: name,
-        patient_id,
-        max_depth,
-    };
-    parse(parser, bytes, &ctx).map_err(|e| e.into_core(name))
+fn parse_owned(parser: &Parser, bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Observation>> {
+    parse(parser, bytes, ctx).map_err(|e| e.into_core(&ctx.source))
 }

@@ -3,13 +3,20 @@
 //! It refuses DOCTYPE (so no entity can ever be declared or expanded), decodes only the
 //! predefined entities and character references, bounds the nesting depth without
 //! recursion, and reports every problem with a line and column.
+//!
+//! Attribute values are returned borrowed from the payload whenever no entity or line end
+//! needs decoding, so reading a value the parser then discards or converts costs no
+//! allocation. Positions for data-quality warnings are computed incrementally (see
+//! [`Xml::position_at`]), so a payload full of bad values stays linear to parse.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use quick_xml::events::{BytesCData, BytesRef, BytesStart, BytesText, Event};
 use quick_xml::{Reader, XmlVersion};
 
 use crate::error::{ParseError, Position};
+use medgate_core::Warning;
 
 /// Default maximum element nesting depth.
 pub const DEFAULT_MAX_DEPTH: usize = 64;
@@ -52,6 +59,10 @@ pub(crate) struct Xml<'a> {
     depth: usize,
     max_depth: usize,
     seen_root: bool,
+    /// The last element opened was `<x/>`: its end is the next event.
+    pending_end: bool,
+    /// (offset, line, start of that line) of the last position computed.
+    line_cache: Cell<(usize, u64, usize)>,
 }
 
 impl<'a> Xml<'a> {
@@ -60,7 +71,9 @@ impl<'a> Xml<'a> {
         let mut reader = Reader::from_reader(bytes);
         let config = reader.config_mut();
         config.check_end_names = true;
-        config.expand_empty_elements = true;
+        // Empty elements are expanded here (see `next`), not by the reader: the synthetic
+        // end then costs no trip through the reader, and FHIR is mostly `<x value=".."/>`.
+        config.expand_empty_elements = false;
         config.check_comments = false;
         Xml {
             reader,
@@ -68,6 +81,8 @@ impl<'a> Xml<'a> {
             depth: 0,
             max_depth,
             seen_root: false,
+            pending_end: false,
+            line_cache: Cell::new((0, 1, 0)),
         }
     }
 
@@ -78,6 +93,11 @@ impl<'a> Xml<'a> {
         self
     }
 
+    /// The payload's size in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// The current nesting depth (0 outside the root).
     pub(crate) fn depth(&self) -> usize {
         self.depth
@@ -85,7 +105,41 @@ impl<'a> Xml<'a> {
 
     /// The position of the reader (just after the last event).
     pub(crate) fn position(&self) -> Position {
-        Position::of(self.bytes, self.reader.buffer_position())
+        self.position_at(self.reader.buffer_position())
+    }
+
+    /// The byte offset of the reader (just after the last event), for a position computed
+    /// later with [`position_at`](Self::position_at).
+    pub(crate) fn offset(&self) -> u64 {
+        self.reader.buffer_position()
+    }
+
+    /// The line and column of byte `offset`. Scans forward from the last position computed,
+    /// so positions requested in document order cost one pass over the payload in total.
+    pub(crate) fn position_at(&self, offset: u64) -> Position {
+        let end = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        let (mut from, mut line, mut line_start) = self.line_cache.get();
+        if end < from {
+            (from, line, line_start) = (0, 1, 0);
+        }
+        for (i, &b) in self.bytes[from..end].iter().enumerate() {
+            if b == b'\n' {
+                line += 1;
+                line_start = from + i + 1;
+            }
+        }
+        self.line_cache.set((end, line, line_start));
+        Position {
+            line,
+            column: (end - line_start) as u64 + 1,
+        }
+    }
+
+    /// A data-quality warning at the current position.
+    pub(crate) fn warning(&self, message: impl Into<String>) -> Warning {
+        Warning::new(self.position().to_string(), message)
     }
 
     /// A content error at the current position.
@@ -123,13 +177,18 @@ impl<'a> Xml<'a> {
 
     /// The next event; `None` at the end of a complete document.
     pub(crate) fn next(&mut self) -> Result<Option<Ev<'a>>, ParseError> {
+        if self.pending_end {
+            self.pending_end = false;
+            self.depth -= 1;
+            return Ok(Some(Ev::End));
+        }
         loop {
             let event = match self.reader.read_event() {
                 Ok(event) => event,
                 Err(err) => {
                     return Err(ParseError::Syntax {
                         detail: err.to_string(),
-                        at: Position::of(self.bytes, self.reader.error_position()),
+                        at: self.position_at(self.reader.error_position()),
                     })
                 }
             };
@@ -164,9 +223,10 @@ impl<'a> Xml<'a> {
                 Event::DocType(_) => {
                     return Err(self.refused("DOCTYPE declarations are not allowed"));
                 }
-                Event::Empty(_) => {
-                    // Unreachable with expand_empty_elements; refuse rather than mis-nest.
-                    return Err(self.syntax("unexpected empty element event"));
+                Event::Empty(start) => {
+                    let event = self.open(start)?;
+                    self.pending_end = true;
+                    return Ok(Some(event));
                 }
                 Event::Comment(_) | Event::PI(_) | Event::Decl(_) => {}
                 Event::Eof => {
@@ -223,7 +283,13 @@ impl<'a> Xml<'a> {
 
     /// Skips the rest of the element whose start was just read, iteratively.
     pub(crate) fn skip(&mut self) -> Result<(), ParseError> {
-        let target = self.depth.saturating_sub(1);
+        self.skip_until(self.depth.saturating_sub(1))
+    }
+
+    /// Skips events until the nesting depth is back to `depth` (closing every element open
+    /// deeper than that), iteratively.
+    pub(crate) fn skip_until(&mut self, depth: usize) -> Result<(), ParseError> {
+        let target = depth;
         while self.depth > target {
             if self.next()?.is_none() {
                 return Err(self.syntax("unexpected end of document"));
@@ -259,26 +325,50 @@ impl<'a> Xml<'a> {
         Ok(out)
     }
 
-    /// The value of attribute `local` (namespace prefix ignored) of `start`, entity-decoded.
-    pub(crate) fn attr(
+    /// The value of attribute `local` (namespace prefix ignored) of `start`, entity-decoded,
+    /// borrowed from the payload unless decoding changed it.
+    pub(crate) fn attr<'s>(
         &self,
-        start: &BytesStart<'a>,
+        start: &'s BytesStart<'_>,
         local: &str,
-    ) -> Result<Option<String>, ParseError> {
+    ) -> Result<Option<Cow<'s, str>>, ParseError> {
+        if let Some(value) = lone_plain_attribute(start.attributes_raw(), local) {
+            return Ok(Some(Cow::Borrowed(value)));
+        }
+        let [value] = self.attrs(start, [local])?;
+        Ok(value)
+    }
+
+    /// The values of several attributes of `start` in one pass over its attributes (same
+    /// rules as [`attr`](Self::attr); `names` are local names).
+    pub(crate) fn attrs<'s, const N: usize>(
+        &self,
+        start: &'s BytesStart<'_>,
+        names: [&str; N],
+    ) -> Result<[Option<Cow<'s, str>>; N], ParseError> {
+        let mut found: [Option<Cow<'s, str>>; N] = std::array::from_fn(|_| None);
         // Duplicate-attribute checking allocates per element and is the hot path's largest
         // avoidable cost; syntax is still checked, and the first occurrence wins.
         let mut attributes = start.attributes();
         attributes.with_checks(false);
         for attr in attributes {
             let attr = attr.map_err(|e| self.syntax(e.to_string()))?;
-            if attr.key.local_name().as_ref() == local {
+            let key = attr.key.0;
+            let key = key
+                .bytes()
+                .position(|b| b == b':')
+                .map_or(key, |colon| &key[colon + 1..]);
+            let Some(i) = names.iter().position(|n| *n == key) else {
+                continue;
+            };
+            if found[i].is_none() {
                 let value = attr
                     .normalized_value(XmlVersion::Implicit1_0)
                     .map_err(|e| self.refused(e.to_string()))?;
-                return Ok(Some(value.into_owned()));
+                found[i] = Some(value);
             }
         }
-        Ok(None)
+        Ok(found)
     }
 
     /// The namespace URI bound to the prefix of `start`'s name, looked up on `start` itself
@@ -305,6 +395,40 @@ impl<'a> Xml<'a> {
     }
 }
 
+/// The fast path of [`Xml::attr`] for the shape FHIR writes every primitive in: exactly one
+/// attribute, `local="text"`, unprefixed, whose text needs no decoding (no `&`, no line end
+/// or tab to normalize, no `<`). Anything else returns `None` and takes quick-xml's full
+/// attribute parser, so the result is the same either way and malformed attributes are
+/// still reported by that parser.
+fn lone_plain_attribute<'s>(raw: &'s str, local: &str) -> Option<&'s str> {
+    let ws = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
+    let rest = raw.trim_start_matches(ws).strip_prefix(local)?;
+    let rest = rest.trim_start_matches(ws).strip_prefix('=')?;
+    let rest = rest.trim_start_matches(ws);
+    let quote = *rest.as_bytes().first()?;
+    if quote != b'"' && quote != b'\'' {
+        return None;
+    }
+    let body = &rest[1..];
+    let end = body
+        .bytes()
+        .position(|b| matches!(b, b'"' | b'\'' | b'&' | b'<' | b'\t' | b'\r' | b'\n'))?;
+    if body.as_bytes()[end] != quote {
+        return None;
+    }
+    body[end + 1..].chars().all(ws).then_some(&body[..end])
+}
+
+/// The local name of an element (after the first `:`, as quick-xml defines it), found with
+/// a plain byte scan: names are short, and this runs for every element.
+pub(crate) fn local<'s>(start: &'s BytesStart<'_>) -> &'s str {
+    let name = start.name().0;
+    match name.bytes().position(|b| b == b':') {
+        Some(colon) => &name[colon + 1..],
+        None => name,
+    }
+}
+
 /// At most `max` bytes of `text`, cut on a char boundary (keeps error messages short).
 fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
@@ -315,4 +439,67 @@ fn truncate(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first start tag of `doc`, and the reader positioned after it.
+    fn first_start(doc: &str) -> (Xml<'_>, BytesStart<'_>) {
+        let mut xml = Xml::new(doc.as_bytes(), DEFAULT_MAX_DEPTH);
+        let start = xml.root().unwrap();
+        (xml, start)
+    }
+
+    #[test]
+    fn the_attribute_fast_path_agrees_with_the_full_parser() {
+        let cases = [
+            (r#"<x value="2339-0"/>"#, Some("2339-0")),
+            (r#"<x  value = '7.10' />"#, Some("7.10")),
+            (r#"<x value=""/>"#, Some("")),
+            (r#"<x value="a &amp; b"/>"#, Some("a & b")),
+            (r#"<x value="a&#x41;"/>"#, Some("aA")),
+            ("<x value=\"a\tb\nc\"/>", Some("a b c")),
+            (r#"<x value="it's"/>"#, Some("it's")),
+            (r#"<x f:value="p"/>"#, Some("p")),
+            (r#"<x valueX="no"/>"#, None),
+            (r#"<x id="1" value="second"/>"#, Some("second")),
+            (r#"<x value="first" id="1"/>"#, Some("first")),
+            (r#"<x value="first" value="dup"/>"#, Some("first")),
+            (r#"<x other="1"/>"#, None),
+            (r#"<x/>"#, None),
+        ];
+        for (doc, want) in cases {
+            let (xml, start) = first_start(doc);
+            let fast = lone_plain_attribute(start.attributes_raw(), "value");
+            let [full] = xml.attrs(&start, ["value"]).unwrap();
+            assert_eq!(full.as_deref(), want, "{doc}");
+            if let Some(fast) = fast {
+                assert_eq!(Some(fast), want, "{doc}");
+            }
+            assert_eq!(xml.attr(&start, "value").unwrap().as_deref(), want, "{doc}");
+        }
+        // Only the plain single-attribute shapes take the fast path.
+        let fast = |doc: &str| {
+            lone_plain_attribute(first_start(doc).1.attributes_raw(), "value").map(str::to_owned)
+        };
+        assert_eq!(fast(r#"<x value="2339-0"/>"#).as_deref(), Some("2339-0"));
+        assert_eq!(fast(r#"<x value="a &amp; b"/>"#), None);
+        assert_eq!(fast(r#"<x id="1" value="v"/>"#), None);
+    }
+
+    #[test]
+    fn incremental_positions_match_a_scan_from_the_start() {
+        let doc = "<a>\n  <b/>\r\n<c>text\n</c>\n</a>\n";
+        let xml = Xml::new(doc.as_bytes(), DEFAULT_MAX_DEPTH);
+        let offsets = [0u64, 3, 4, 9, 12, 20, 5, 1, 25, 999];
+        for offset in offsets {
+            assert_eq!(
+                xml.position_at(offset),
+                Position::of(doc.as_bytes(), offset),
+                "{offset}"
+            );
+        }
+    }
 }

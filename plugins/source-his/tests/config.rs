@@ -104,3 +104,37 @@ fn register_adds_the_kind() {
     assert_eq!(registry.source_kinds(), vec!["his-xml"]);
     assert_eq!(HisFormat::FhirR4.as_str(), "fhir-r4");
 }
+
+#[test]
+fn new_mapping_keys_are_accepted_and_checked() {
+    let ok = config(&format!(
+        "{URL}\nformat = \"mapping\"\n[mapping]\nrecord = \"Lab/R\"\n[mapping.fields]\n\
+         value = \"V\"\nstatus = \"@status\"\nunit_system = \"V/@system\"\ncomparator = \"V/@cmp\"\n\
+         interpretation = \"Flag\"\nreference_low = \"Ref/@low\"\nreference_high = \"Ref/@high\"\n\
+         reference_text = \"Ref\"\neffective_end = \"Until\"\n\
+         [mapping.constants]\nstatus = \"final\"\nunit_system = \"http://unitsofmeasure.org\""
+    ));
+    assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+    assert!(ok.parser().is_some());
+
+    let bad = config(&format!(
+        "{URL}\nformat = \"mapping\"\n[mapping]\nrecord = \"Lab/R\"\n[mapping.fields]\n\
+         value = \"V\"\nreference_low = \"Ref//@low\"\neffective_end = \"@\"\n\
+         [mapping.constants]\nstatus = \"done\""
+    ));
+    assert_eq!(
+        keys(&bad.validate()),
+        vec![
+            "mapping.constants.status",
+            "mapping.fields.reference_low",
+            "mapping.fields.effective_end"
+        ]
+    );
+    // Per-record keys have no constant.
+    let err = toml::from_str::<HisConfig>(&format!(
+        "{URL}\nformat = \"mapping\"\n[mapping]\nrecord = \"A\"\n[mapping.fields]\nvalue = \"V\"\n[mapping.constants]\ncomparator = \"<\""
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unknown field `comparator`"), "{err}");
+}

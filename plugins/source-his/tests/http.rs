@@ -6,7 +6,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::routing::get;
 use futures::StreamExt;
-use medgate_core::{BuildContext, Decimal, Error, FetchRequest, SourceCommon, SourceConfig, Value};
+use medgate_core::{
+    BuildContext, CodeFilter, Decimal, Error, FetchRequest, Quantity, SourceCommon, SourceConfig,
+    Value,
+};
 use medgate_source_his::HisConfig;
 use medgate_upstream::{shared_client, HttpUpstream, UpstreamPolicy};
 
@@ -52,16 +55,24 @@ async fn fetches_parses_encodes_and_maps_404() {
     assert!(config.validate().is_empty());
     let source = config.build(BuildContext::new("his", upstream)).unwrap();
 
-    let stream = source
-        .fetch(&FetchRequest::new("a/b c", "req-1"))
-        .await
-        .unwrap();
-    let rows: Vec<_> = stream.collect().await;
+    // The filter is the pipeline's job: this source returns everything it parsed.
+    let mut request = FetchRequest::new("a/b c", "req-1");
+    request.filter.codes = vec![CodeFilter::parse("http://loinc.org|0000-0")];
+    let stream = source.fetch(&request).await.unwrap();
+    let rows: Vec<_> = stream.map(Result::unwrap).collect().await;
     assert_eq!(rows.len(), 100);
-    let first = rows[0].as_ref().unwrap();
-    assert_eq!(first.patient_id, "a/b c");
-    assert_eq!(first.source, "his");
-    assert_eq!(first.value, Value::Number(Decimal::parse("130.3").unwrap()));
+    let first = &rows[0];
+    assert_eq!(&*first.patient_id, "a/b c");
+    assert_eq!(&*first.source, "his");
+    assert_eq!(
+        first.value,
+        Value::Quantity(Quantity::ucum(Decimal::parse("130.3").unwrap(), "mg/dL"))
+    );
+    // One patient id and one source name per fetch, shared by every observation.
+    assert!(rows
+        .iter()
+        .all(|o| Arc::ptr_eq(&o.patient_id, &first.patient_id)
+            && Arc::ptr_eq(&o.source, &first.source)));
     assert_eq!(
         seen.lock().unwrap().first().map(String::as_str),
         Some("/fhir/Observation?patient=a%2Fb%20c")
@@ -120,7 +131,7 @@ async fn large_body_is_parsed_off_the_runtime_and_errors_name_the_source() {
     assert_eq!(rows.len(), 3_000);
     assert_eq!(
         rows[2_999].as_ref().unwrap().value,
-        Value::Number(Decimal::parse("36.0").unwrap())
+        Value::number(Decimal::parse("36.0").unwrap())
     );
 
     let source = fixed_source(b"<!DOCTYPE x><Bundle/>".to_vec());
