@@ -2,34 +2,111 @@
 //!
 //! Numbers are never converted to `f64`: a number node is handed out as its written text, so
 //! `98.60` and `1e-22` survive untouched. Every accessor takes the JSON Pointer of the node it
-//! reads so that a shape error can name exactly where the payload went wrong.
+//! reads ([`Ptr`]), and a node of the wrong type comes back as a [`Warning`] located at that
+//! pointer: the caller decides whether that costs one value (a warning on the observation)
+//! or the whole payload (a [`ParseError`](crate::ParseError), for the envelope only).
 //!
-//! Error messages describe the *kind* of node found, never its content, because payloads carry
-//! patient data and these messages end up in logs and HTTP responses.
+//! Two choices keep the happy path cheap: a [`Ptr`] is a chain of borrowed steps on the stack
+//! that is only written out when something is wrong, and an [`Object`] is a small vector of
+//! borrowed members (data point objects have a handful; a tree map costs more to build and
+//! free than it saves in lookups).
+//!
+//! Messages describe the *kind* of node found, never its content, because payloads carry
+//! patient data.
 
-use std::borrow::{Borrow, Cow};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::fmt;
 
-use medgate_core::Decimal;
+use medgate_core::{Decimal, Warning};
 use serde_json::value::RawValue;
 
-use crate::ParseError;
+/// An RFC 6901 JSON Pointer, written out only when needed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ptr<'a> {
+    /// Pointer text as is (already escaped): the root `""`, `/data`, a record's pointer.
+    Text(&'a str),
+    /// A member of the parent; the name is escaped when written.
+    Member(&'a Ptr<'a>, &'a str),
+    /// An element of the parent array.
+    Index(&'a Ptr<'a>, usize),
+}
 
-/// An object's members, keyed by their (unescaped) names.
-pub(crate) type Object<'a> = BTreeMap<Key<'a>, &'a RawValue>;
+/// The root pointer.
+pub(crate) const ROOT: Ptr<'static> = Ptr::Text("");
 
-/// An object member name, borrowed from the payload unless it contains escapes.
-///
-/// Borrowing saves an allocation per member on the hot path (a data point has a dozen).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Key<'a>(Cow<'a, str>);
+impl<'a> Ptr<'a> {
+    /// The member `name` of this node.
+    pub(crate) fn at(&'a self, name: &'a str) -> Ptr<'a> {
+        Ptr::Member(self, name)
+    }
 
-impl Borrow<str> for Key<'_> {
-    fn borrow(&self) -> &str {
-        &self.0
+    /// The element `i` of this node.
+    pub(crate) fn index(&'a self, i: usize) -> Ptr<'a> {
+        Ptr::Index(self, i)
     }
 }
+
+impl fmt::Display for Ptr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ptr::Text(t) => f.write_str(t),
+            Ptr::Member(parent, name) => {
+                write!(f, "{parent}/")?;
+                for c in name.chars() {
+                    match c {
+                        '~' => f.write_str("~0")?,
+                        '/' => f.write_str("~1")?,
+                        c => write!(f, "{c}")?,
+                    }
+                }
+                Ok(())
+            }
+            Ptr::Index(parent, i) => write!(f, "{parent}/{i}"),
+        }
+    }
+}
+
+/// An object's members in payload order, names unescaped.
+#[derive(Debug, Default)]
+pub(crate) struct Object<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Object<'a> {
+    /// The member `name`; with duplicate names the last one wins, as in serde_json's maps.
+    pub(crate) fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|&(_, raw)| raw)
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Object<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ObjectVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for ObjectVisitor<'a> {
+    type Value = Object<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Object<'a>, M::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some((Key(name), raw)) = map.next_entry::<Key<'a>, &'a RawValue>()? {
+            members.push((name, raw));
+        }
+        Ok(Object(members))
+    }
+}
+
+/// A member name, borrowed from the payload unless it contains escapes.
+struct Key<'a>(Cow<'a, str>);
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Key<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -72,90 +149,122 @@ pub(crate) fn is_null(raw: &RawValue) -> bool {
     raw.get().trim() == "null"
 }
 
-/// Appends one reference token to `pointer`, escaping it per RFC 6901.
-pub(crate) fn child(pointer: &str, token: &str) -> String {
-    let mut out = String::with_capacity(pointer.len() + token.len() + 1);
-    out.push_str(pointer);
-    out.push('/');
-    for c in token.chars() {
-        match c {
-            '~' => out.push_str("~0"),
-            '/' => out.push_str("~1"),
-            c => out.push(c),
-        }
+/// A problem at `pointer` (the root is written `/` so it is never blank).
+pub(crate) fn bad(pointer: &Ptr<'_>, message: impl Into<String>) -> Warning {
+    Warning::new(written(pointer), message)
+}
+
+/// The pointer's text; the root is written `/` so it is never blank.
+pub(crate) fn written(pointer: &Ptr<'_>) -> String {
+    let text = pointer.to_string();
+    if text.is_empty() {
+        "/".to_owned()
+    } else {
+        text
     }
-    out
 }
 
 /// `raw` as an object.
-pub(crate) fn object<'a>(raw: &'a RawValue, pointer: &str) -> Result<Object<'a>, ParseError> {
+pub(crate) fn object<'a>(raw: &'a RawValue, pointer: &Ptr<'_>) -> Result<Object<'a>, Warning> {
     expect_kind(raw, b'{', "an object", pointer)?;
     serde_json::from_str(raw.get()).map_err(|_| unreadable(pointer))
 }
 
 /// `raw` as an array.
-pub(crate) fn array<'a>(raw: &'a RawValue, pointer: &str) -> Result<Vec<&'a RawValue>, ParseError> {
+pub(crate) fn array<'a>(
+    raw: &'a RawValue,
+    pointer: &Ptr<'_>,
+) -> Result<Vec<&'a RawValue>, Warning> {
     expect_kind(raw, b'[', "an array", pointer)?;
     serde_json::from_str(raw.get()).map_err(|_| unreadable(pointer))
 }
 
 /// `raw` as a string.
-pub(crate) fn string(raw: &RawValue, pointer: &str) -> Result<String, ParseError> {
+pub(crate) fn string(raw: &RawValue, pointer: &Ptr<'_>) -> Result<String, Warning> {
     expect_kind(raw, b'"', "a string", pointer)?;
     serde_json::from_str(raw.get()).map_err(|_| unreadable(pointer))
 }
 
-/// `raw` as a number, kept as written.
-pub(crate) fn number(raw: &RawValue, pointer: &str) -> Result<Decimal, ParseError> {
-    Decimal::parse(raw.get().trim()).ok_or_else(|| {
-        ParseError::shape(pointer, format!("expected a number, found {}", kind(raw)))
-    })
+/// `raw` as a string, borrowed from the payload unless it contains escapes.
+pub(crate) fn text<'a>(raw: &'a RawValue, pointer: &Ptr<'_>) -> Result<Cow<'a, str>, Warning> {
+    expect_kind(raw, b'"', "a string", pointer)?;
+    if let Ok(s) = serde_json::from_str::<&'a str>(raw.get()) {
+        return Ok(Cow::Borrowed(s));
+    }
+    serde_json::from_str::<String>(raw.get())
+        .map(Cow::Owned)
+        .map_err(|_| unreadable(pointer))
+}
+
+/// How a number was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// As a JSON number.
+    Number,
+    /// As a string holding a number (`"64.2"`, `"+5"`, `".5"`).
+    String,
+}
+
+/// `raw` as a number, kept as written: a JSON number, or a string holding a number in any
+/// lexical form [`Decimal::parse_lenient`] accepts.
+pub(crate) fn number(raw: &RawValue, pointer: &Ptr<'_>) -> Result<(Decimal, Written), Warning> {
+    if let Some(d) = Decimal::parse(raw.get().trim()) {
+        return Ok((d, Written::Number));
+    }
+    if kind(raw) == "a string" {
+        let inner = text(raw, pointer)?;
+        if let Some(d) = Decimal::parse_lenient(&inner) {
+            return Ok((d, Written::String));
+        }
+    }
+    Err(bad(
+        pointer,
+        format!("expected a number, found {}", kind(raw)),
+    ))
+}
+
+/// A scalar as text: strings unescaped, numbers and booleans as written.
+pub(crate) fn scalar_text(raw: &RawValue, pointer: &Ptr<'_>) -> Result<String, Warning> {
+    match kind(raw) {
+        "a string" => string(raw, pointer),
+        "a number" | "a boolean" => Ok(raw.get().trim().to_owned()),
+        other => Err(bad(
+            pointer,
+            format!("expected a string or number, found {other}"),
+        )),
+    }
 }
 
 /// A required member of `obj`.
 pub(crate) fn required<'a>(
     obj: &Object<'a>,
     name: &str,
-    pointer: &str,
-) -> Result<&'a RawValue, ParseError> {
-    obj.get(name)
-        .copied()
-        .ok_or_else(|| ParseError::shape(child(pointer, name), "missing"))
+    pointer: &Ptr<'_>,
+) -> Result<&'a RawValue, Warning> {
+    optional(obj, name).ok_or_else(|| bad(&pointer.at(name), "missing"))
 }
 
 /// An optional member of `obj`; `null` counts as absent.
 pub(crate) fn optional<'a>(obj: &Object<'a>, name: &str) -> Option<&'a RawValue> {
-    obj.get(name).copied().filter(|raw| !is_null(raw))
+    obj.get(name).filter(|raw| !is_null(raw))
 }
 
-/// Resolves an RFC 6901 pointer below `root`; `Ok(None)` when a step does not exist.
-///
-/// `base` is the pointer of `root` itself, used only to name the node in errors.
-pub(crate) fn resolve<'a>(
-    root: &'a RawValue,
-    pointer: &str,
-    base: &str,
-) -> Result<Option<&'a RawValue>, ParseError> {
+/// Resolves an RFC 6901 pointer below `root`; `None` when a step does not exist (or steps
+/// into a scalar).
+pub(crate) fn resolve<'a>(root: &'a RawValue, pointer: &str) -> Option<&'a RawValue> {
     let mut node = root;
-    let mut at = base.to_owned();
     for token in tokens(pointer) {
         let token = unescape(token);
-        let next = match kind(node) {
-            "an object" => object(node, &at)?.get(token.as_str()).copied(),
-            "an array" => token
-                .parse::<usize>()
-                .ok()
-                .filter(|_| is_index(&token))
-                .and_then(|i| array(node, &at).ok()?.get(i).copied()),
-            _ => None,
+        node = match kind(node) {
+            "an object" => object(node, &ROOT).ok()?.get(&token)?,
+            "an array" if is_index(&token) => {
+                let i = token.parse::<usize>().ok()?;
+                array(node, &ROOT).ok()?.get(i).copied()?
+            }
+            _ => return None,
         };
-        match next {
-            Some(n) => node = n,
-            None => return Ok(None),
-        }
-        at = child(&at, &token);
     }
-    Ok(Some(node))
+    Some(node)
 }
 
 /// True when `pointer` is a syntactically valid RFC 6901 pointer.
@@ -186,19 +295,19 @@ fn is_index(token: &str) -> bool {
     token == "0" || (!token.starts_with('0') && token.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn expect_kind(raw: &RawValue, first: u8, what: &str, pointer: &str) -> Result<(), ParseError> {
+fn expect_kind(raw: &RawValue, first: u8, what: &str, pointer: &Ptr<'_>) -> Result<(), Warning> {
     if raw.get().trim_start().as_bytes().first() == Some(&first) {
         Ok(())
     } else {
-        Err(ParseError::shape(
+        Err(bad(
             pointer,
             format!("expected {what}, found {}", kind(raw)),
         ))
     }
 }
 
-fn unreadable(pointer: &str) -> ParseError {
-    ParseError::shape(pointer, "could not be read")
+fn unreadable(pointer: &Ptr<'_>) -> Warning {
+    bad(pointer, "could not be read")
 }
 
 /// Finds the first place where `bytes` nests arrays/objects deeper than `max_depth`.
@@ -207,21 +316,21 @@ fn unreadable(pointer: &str) -> ParseError {
 /// there, so depth is bounded here, before any parsing, in one linear pass.
 /// Returns the 1-based line and column of the offending bracket.
 pub(crate) fn too_deep(bytes: &[u8], max_depth: usize) -> Option<(usize, usize)> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+    let (mut depth, mut i, n) = (0usize, 0usize, bytes.len());
+    while i < n {
+        match bytes[i] {
+            b'"' => {
+                // Strings are skipped in a tight loop of their own: this scan runs over every
+                // byte of every payload, and most bytes are inside strings.
+                i += 1;
+                while i < n {
+                    match bytes[i] {
+                        b'"' => break,
+                        b'\\' => i += 2,
+                        _ => i += 1,
+                    }
+                }
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max_depth {
@@ -231,6 +340,7 @@ pub(crate) fn too_deep(bytes: &[u8], max_depth: usize) -> Option<(usize, usize)>
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     None
 }
@@ -257,12 +367,32 @@ mod tests {
     #[test]
     fn resolves_pointers_with_escapes_and_indexes() {
         let doc = raw(r#"{"a/b":{"m~n":[10,20.50]},"x":1}"#);
-        let found = resolve(&doc, "/a~1b/m~0n/1", "").unwrap().unwrap();
+        let found = resolve(&doc, "/a~1b/m~0n/1").unwrap();
         assert_eq!(found.get(), "20.50");
-        assert!(resolve(&doc, "/a~1b/m~0n/01", "").unwrap().is_none());
-        assert!(resolve(&doc, "/missing", "").unwrap().is_none());
-        assert!(resolve(&doc, "/x/deeper", "").unwrap().is_none());
-        assert_eq!(resolve(&doc, "", "").unwrap().unwrap().get(), doc.get());
+        assert!(resolve(&doc, "/a~1b/m~0n/01").is_none());
+        assert!(resolve(&doc, "/a~1b/m~0n/2").is_none());
+        assert!(resolve(&doc, "/missing").is_none());
+        assert!(resolve(&doc, "/x/deeper").is_none());
+        assert_eq!(resolve(&doc, "").unwrap().get(), doc.get());
+    }
+
+    #[test]
+    fn pointers_are_escaped_when_written() {
+        let data = Ptr::Text("/data");
+        let point = data.index(3);
+        let body = point.at("body");
+        let odd = body.at("a/b~c");
+        assert_eq!(odd.to_string(), "/data/3/body/a~1b~0c");
+        assert_eq!(written(&ROOT), "/");
+    }
+
+    #[test]
+    fn duplicate_members_keep_the_last_as_serde_json_does() {
+        let doc = raw(r#"{"a":1,"b":2,"a":3}"#);
+        let obj = object(&doc, &ROOT).unwrap();
+        assert_eq!(obj.get("a").unwrap().get(), "3");
+        assert_eq!(obj.get("b").unwrap().get(), "2");
+        assert!(obj.get("c").is_none());
     }
 
     #[test]
@@ -278,13 +408,42 @@ mod tests {
     #[test]
     fn depth_scan_ignores_brackets_in_strings() {
         assert_eq!(too_deep(br#"[["[[[[", "\"[["]]"#, 2), None);
+        assert_eq!(too_deep(br#"["\\", [["x"]]]"#, 2), Some((1, 9)));
+        assert_eq!(too_deep(br#"["\\\"[[[", []]"#, 2), None);
+        assert_eq!(too_deep(br#"["unterminated [[[["#, 1), None);
+        assert_eq!(too_deep(b"\"\\", 0), None);
         assert_eq!(too_deep(b"[\n [[1]]]", 2), Some((2, 3)));
         assert_eq!(too_deep(b"{}", 0), Some((1, 1)));
     }
 
     #[test]
     fn kinds_are_named_without_content() {
-        let e = number(&raw(r#""P000001""#), "/0/value").unwrap_err();
+        let at = ROOT.index(0);
+        let e = number(&raw(r#""P000001""#), &at.at("value")).unwrap_err();
         assert_eq!(e.to_string(), "/0/value: expected a number, found a string");
+        let e = object(&raw("[]"), &ROOT).unwrap_err();
+        assert_eq!(e.to_string(), "/: expected an object, found an array");
+    }
+
+    #[test]
+    fn text_is_borrowed_unless_escaped() {
+        let plain = raw(r#""omh""#);
+        assert!(matches!(text(&plain, &ROOT), Ok(Cow::Borrowed("omh"))));
+        let escaped = raw(r#""o\u006dh""#);
+        assert!(matches!(text(&escaped, &ROOT), Ok(Cow::Owned(s)) if s == "omh"));
+        assert!(text(&raw("1"), &ROOT).is_err());
+    }
+
+    #[test]
+    fn numbers_in_every_lexical_form() {
+        let n = |t: &str| number(&raw(t), &ROOT).map(|(d, w)| (d.as_str().to_owned(), w));
+        assert_eq!(n("98.60"), Ok(("98.60".into(), Written::Number)));
+        assert_eq!(n("1e-22"), Ok(("1e-22".into(), Written::Number)));
+        assert_eq!(n(r#""64.2""#), Ok(("64.2".into(), Written::String)));
+        assert_eq!(n(r#"" +.5 ""#), Ok(("0.5".into(), Written::String)));
+        assert_eq!(n(r#""007""#), Ok(("7".into(), Written::String)));
+        assert!(n(r#""1,5""#).is_err());
+        assert!(n("true").is_err());
+        assert!(n("{}").is_err());
     }
 }

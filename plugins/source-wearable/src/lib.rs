@@ -9,15 +9,28 @@
 //! - `format = "mapping"`: any JSON whose records and fields are described in the config by
 //!   RFC 6901 JSON Pointers (e.g. Fitbit Web API responses).
 //!
-//! Numbers keep their written text throughout (`98.60` stays `98.60`): the payload is read
-//! through `serde_json`'s `RawValue`, never through `f64`. Nesting depth is bounded
-//! (`max_depth`, default 64) before parsing, and every shape error names the JSON Pointer of
-//! the offending node. Error messages never contain payload content or patient ids.
+//! Every record becomes a typed [`Observation`](medgate_core::Observation): numbers keep
+//! their written digits ([`Decimal`](medgate_core::Decimal), read from the payload's text,
+//! never through `f64`; numbers written as strings in any lexical form are read too), times
+//! keep their precision and offset ([`DateTime`](medgate_core::DateTime); a time without an
+//! offset stays local for the pipeline's configured zone), units are mapped to UCUM through
+//! one table (`units`), codes to LOINC where one fits.
 //!
-//! # Open mHealth policy
-//! Unknown schemas (and non-`omh` namespaces) are skipped; a known schema with a missing or
-//! non-numeric measure fails the payload; unknown units are passed through verbatim; a
-//! missing time frame gives no `effective`.
+//! # Data quality
+//! One bad value must not cost the payload. Only a body that is not JSON, nests deeper than
+//! `max_depth` (default 64; the upstream's `max_body_bytes` bounds its size), or whose
+//! envelope has the wrong shape is an error ([`ParseError`]). A value that cannot be read
+//! gives an observation without a value, with `dataAbsentReason = error` and a
+//! [`Warning`](medgate_core::Warning) naming the JSON Pointer of the node; other problems
+//! (an unknown unit, an unreadable time) are warnings beside a value. Warnings and errors
+//! describe the kind of node found, never its content, and never a patient id. Open mHealth
+//! points of unknown schemas are skipped.
+//!
+//! # Layout
+//! [`parse`](crate::parse()) is the payload parser (usable without a source: benches,
+//! tools); `omh` and `mapping` are the two formats; `json` is a borrowed read-only view over
+//! `serde_json`'s `RawValue`; `time` reads time frames and adds durations with jiff;
+//! `source` is the [`DataSource`](medgate_core::DataSource); `config` the `[[sources]]` keys.
 
 mod config;
 mod json;
@@ -25,8 +38,11 @@ mod mapping;
 mod omh;
 mod parse;
 mod source;
+mod time;
+mod units;
 
 pub use config::{Constants, Fields, Format, Mapping, WearableConfig};
+pub use omh::OMH_CODES;
 pub use parse::{
     parse, ParseContext, ParseError, PayloadFormat, DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT,
 };

@@ -1,6 +1,14 @@
 //! The payload parser, usable without a running source (benches, tools, tests).
+//!
+//! Only a payload that cannot be read at all is an error: text that is not JSON, nesting
+//! beyond the depth limit, or an envelope of the wrong shape (an Open mHealth body that is
+//! neither an array nor an object, a mapping whose `records` pointer finds no array).
+//! Everything inside a record that cannot be read costs that one value, not the payload: the
+//! observation gets a [`Warning`] with the JSON Pointer of the node.
 
-use medgate_core::Observation;
+use std::sync::Arc;
+
+use medgate_core::{Observation, Warning};
 use serde_json::value::RawValue;
 
 use crate::config::Mapping;
@@ -63,6 +71,12 @@ impl ParseError {
     }
 }
 
+impl From<Warning> for ParseError {
+    fn from(w: Warning) -> Self {
+        ParseError::shape(w.at, w.message)
+    }
+}
+
 /// How a payload is laid out.
 #[derive(Debug, Clone)]
 pub enum PayloadFormat {
@@ -73,40 +87,32 @@ pub enum PayloadFormat {
 }
 
 /// Who the parsed observations belong to, and how deep a payload may nest.
-#[derive(Debug, Clone, Copy)]
-pub struct ParseContext<'a> {
+///
+/// `source` and `patient_id` are shared strings: every observation of a payload clones the
+/// same two `Arc`s instead of allocating its own copies.
+#[derive(Debug, Clone)]
+pub struct ParseContext {
     /// The configured source name (goes into `Observation::source` and error messages).
-    pub source: &'a str,
+    pub source: Arc<str>,
     /// The requested patient id; the payload's own ids are not trusted for this.
-    pub patient_id: &'a str,
+    pub patient_id: Arc<str>,
     /// Largest nesting depth accepted (at most [`MAX_DEPTH_LIMIT`]).
     pub max_depth: usize,
 }
 
-impl<'a> ParseContext<'a> {
+impl ParseContext {
     /// A context with [`DEFAULT_MAX_DEPTH`].
-    pub fn new(source: &'a str, patient_id: &'a str) -> Self {
+    pub fn new(source: impl Into<Arc<str>>, patient_id: impl Into<Arc<str>>) -> Self {
         ParseContext {
-            source,
-            patient_id,
+            source: source.into(),
+            patient_id: patient_id.into(),
             max_depth: DEFAULT_MAX_DEPTH,
         }
     }
 
-    /// A row skeleton for this patient and source; parsers fill in the rest.
+    /// An empty observation of this patient and source; parsers fill in the rest.
     pub(crate) fn observation(&self, id: String) -> Observation {
-        Observation {
-            patient_id: self.patient_id.to_owned(),
-            source: self.source.to_owned(),
-            id,
-            category: None,
-            code_system: None,
-            code: None,
-            display: None,
-            value: medgate_core::Value::Null,
-            unit: None,
-            effective: None,
-        }
+        Observation::new(Arc::clone(&self.patient_id), Arc::clone(&self.source), id)
     }
 }
 
@@ -114,11 +120,12 @@ impl<'a> ParseContext<'a> {
 ///
 /// # Errors
 /// [`ParseError::Json`] for text that is not JSON, [`ParseError::TooDeep`] for nesting beyond
-/// `ctx.max_depth`, [`ParseError::Shape`] for JSON of the wrong shape.
+/// `ctx.max_depth`, [`ParseError::Shape`] for an envelope of the wrong shape (see the module
+/// docs); problems inside records are warnings on their observations instead.
 pub fn parse(
     format: &PayloadFormat,
     bytes: &[u8],
-    ctx: &ParseContext<'_>,
+    ctx: &ParseContext,
 ) -> Result<Vec<Observation>, ParseError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let max_depth = ctx.max_depth.min(MAX_DEPTH_LIMIT);

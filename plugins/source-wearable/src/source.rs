@@ -16,7 +16,8 @@ pub const BLOCKING_PARSE_THRESHOLD: usize = 256 * 1024;
 
 /// Fetches one patient's wearable JSON and turns it into observations.
 pub struct WearableSource {
-    name: String,
+    /// Shared by every observation of every fetch.
+    name: Arc<str>,
     upstream: Arc<dyn Upstream>,
     url: String,
     format: Arc<PayloadFormat>,
@@ -27,7 +28,7 @@ impl WearableSource {
     /// A source named `ctx.source_name` reading `url` (with `{patient_id}`) in `format`.
     pub fn new(ctx: BuildContext, url: &str, format: PayloadFormat, max_depth: usize) -> Self {
         WearableSource {
-            name: ctx.source_name,
+            name: Arc::from(ctx.source_name),
             upstream: ctx.upstream,
             url: url.to_owned(),
             format: Arc::new(format),
@@ -40,20 +41,17 @@ impl WearableSource {
         medgate_core::config::fill_url_template(&self.url, patient_id)
     }
 
-    async fn parse_body(&self, bytes: bytes::Bytes, patient_id: &str) -> Result<Vec<Observation>> {
-        let name = self.name.clone();
-        let patient = patient_id.to_owned();
-        let format = Arc::clone(&self.format);
-        let max_depth = self.max_depth;
-        let large = bytes.len() > BLOCKING_PARSE_THRESHOLD;
-        let run = move || {
-            let ctx = ParseContext {
-                source: &name,
-                patient_id: &patient,
-                max_depth,
-            };
-            parse(&format, &bytes, &ctx).map_err(|e| e.into_core(&name))
+    /// Parses `bytes`, on the blocking pool when they are large. `patient` is the one shared
+    /// string every observation of this fetch carries.
+    async fn parse_body(&self, bytes: bytes::Bytes, patient: Arc<str>) -> Result<Vec<Observation>> {
+        let ctx = ParseContext {
+            source: Arc::clone(&self.name),
+            patient_id: patient,
+            max_depth: self.max_depth,
         };
+        let format = Arc::clone(&self.format);
+        let large = bytes.len() > BLOCKING_PARSE_THRESHOLD;
+        let run = move || parse(&format, &bytes, &ctx).map_err(|e| e.into_core(&ctx.source));
         if !large {
             return run();
         }
@@ -71,7 +69,10 @@ impl DataSource for WearableSource {
         }
         let url = self.url_for(&request.patient_id);
         let body = self.upstream.get(&url, request).await?;
-        let rows = self.parse_body(body.bytes, &request.patient_id).await?;
-        Ok(futures::stream::iter(rows.into_iter().map(Ok)).boxed())
+        // `request.filter` is applied by the pipeline to whatever a source returns; an Open
+        // mHealth or vendor URL has no standard place for it.
+        let patient: Arc<str> = Arc::from(request.patient_id.as_str());
+        let observations = self.parse_body(body.bytes, patient).await?;
+        Ok(futures::stream::iter(observations.into_iter().map(Ok)).boxed())
     }
 }

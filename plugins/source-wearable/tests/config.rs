@@ -147,8 +147,123 @@ fields = { id = "logId", code = "/ok", effective = "/a~2b" }
 }
 
 #[test]
+fn every_new_mapping_key_is_accepted() {
+    let c = cfg(r#"
+url = "http://h/{patient_id}"
+format = "mapping"
+[mapping]
+records = "/results"
+[mapping.fields]
+id = "/id"
+status = "/status"
+category = "/cat"
+code_system = "/sys"
+code = "/code"
+display = "/name"
+value = "/value"
+comparator = "/cmp"
+unit = "/unit"
+unit_system = "/unit_sys"
+interpretation = "/flag"
+reference_low = "/low"
+reference_high = "/high"
+reference_text = "/range"
+effective = "/date"
+effective_time = "/time"
+effective_end = "/end_date"
+effective_end_time = "/end_time"
+duration = "/duration"
+issued = "/reported"
+device = "/device"
+[mapping.constants]
+status = "final"
+category = "laboratory"
+code_system = "http://loinc.org"
+code = "2339-0"
+display = "Glucose"
+unit = "mg/dL"
+unit_system = "http://unitsofmeasure.org"
+reference_low = "70"
+reference_high = "99"
+reference_text = "70-99 mg/dL"
+duration_unit = "sec"
+device = "GlucoCheck 3"
+"#);
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+    let m = c.mapping.unwrap();
+    assert_eq!(m.fields.effective_end_time.as_deref(), Some("/end_time"));
+    assert_eq!(m.fields.unit_system.as_deref(), Some("/unit_sys"));
+    assert_eq!(m.constants.duration_unit.as_deref(), Some("sec"));
+}
+
+#[test]
+fn constants_are_checked_once_at_start_up() {
+    let text = r#"
+url = "http://h/{patient_id}"
+format = "mapping"
+[mapping]
+records = ""
+fields = { value = "/v", duration = "/d", issued = "issued" }
+constants = { status = "done", reference_low = "low", reference_high = "1,5" }
+"#;
+    assert_eq!(
+        issues(text),
+        [
+            ("mapping.fields.issued".to_owned(), POINTER.to_owned()),
+            (
+                "mapping.constants.status".to_owned(),
+                "must be a FHIR observation status (registered, preliminary, final, amended, corrected, cancelled, entered-in-error, unknown)".to_owned()
+            ),
+            ("mapping.constants.reference_low".to_owned(), "must be a number".to_owned()),
+            ("mapping.constants.reference_high".to_owned(), "must be a number".to_owned()),
+            (
+                "mapping.constants.duration_unit".to_owned(),
+                "is required when fields.duration is set".to_owned()
+            ),
+        ]
+    );
+    let bad_unit = r#"
+url = "http://h/{patient_id}"
+format = "mapping"
+[mapping]
+records = ""
+fields = { value = "/v" }
+constants = { duration_unit = "kg", reference_low = "+.5" }
+"#;
+    assert_eq!(
+        issues(bad_unit),
+        [(
+            "mapping.constants.duration_unit".to_owned(),
+            "must be a duration unit: ms, s, min, h, d, wk, mo or a".to_owned()
+        )]
+    );
+}
+
+const POINTER: &str = "must be a JSON Pointer: \"\" or starting with \"/\" (escape ~ as ~0)";
+
+#[test]
 fn registers_its_kind() {
     let mut registry = medgate_core::Registry::new();
     medgate_source_wearable::register(&mut registry);
     assert_eq!(registry.source_kinds(), ["wearable-json"]);
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/example.toml");
+    let doc: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut names = Vec::new();
+    for entry in doc["sources"].as_array().unwrap() {
+        let mut entry = entry.as_table().unwrap().clone();
+        if entry["kind"].as_str() != Some("wearable-json") {
+            continue;
+        }
+        names.push(entry["name"].as_str().unwrap().to_owned());
+        for key in medgate_core::SourceCommon::KEYS {
+            entry.remove(key);
+        }
+        let c: WearableConfig = entry.try_into().unwrap();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+    }
+    assert_eq!(names, ["wearable", "scale", "sleep"]);
 }

@@ -1,18 +1,22 @@
-//! Fitbit Web API responses (shimmer's fixtures) read with `format = "mapping"` configs.
+//! `format = "mapping"`: Fitbit Web API responses (shimmer's fixtures) and a lab-style JSON
+//! written for medgate, read through configs, asserted as typed observations.
 
 mod common;
 
-use common::{fixture, summary};
-use medgate_core::{Observation, Value};
+use common::{fixture, qty, summary};
+use medgate_core::row::col;
+use medgate_core::{rows, Comparator, Effective, Observation, Status, Value};
 use medgate_source_wearable::{parse, Mapping, ParseContext, PayloadFormat, WearableConfig};
 
 fn mapping(toml_text: &str) -> Mapping {
-    let cfg: WearableConfig = toml::from_str(toml_text).unwrap();
+    let text = format!("url = \"http://h/{{patient_id}}\"\nformat = \"mapping\"\n{toml_text}");
+    let cfg: WearableConfig = toml::from_str(&text).unwrap();
+    let issues = medgate_core::SourceConfig::validate(&cfg);
+    assert!(issues.is_empty(), "{issues:?}");
     cfg.mapping.unwrap()
 }
 
-fn run(m: &Mapping, file: &str) -> Vec<Observation> {
-    let body = fixture(&format!("fitbit/{file}"));
+fn read(m: &Mapping, body: &str) -> Vec<Observation> {
     parse(
         &PayloadFormat::Mapping(Box::new(m.clone())),
         body.as_bytes(),
@@ -21,9 +25,18 @@ fn run(m: &Mapping, file: &str) -> Vec<Observation> {
     .unwrap()
 }
 
+fn run(m: &Mapping, file: &str) -> Vec<Observation> {
+    read(m, &fixture(&format!("fitbit/{file}")))
+}
+
+/// Every observation of `file` read with `m`, as summaries.
+fn check(m: &Mapping, file: &str, want: &[&str]) {
+    let got: Vec<String> = run(m, file).iter().map(summary).collect();
+    assert_eq!(got, want, "{file}");
+}
+
+/// The pre-port config of the body-weight log: every key keeps working.
 const WEIGHT: &str = r#"
-url = "http://127.0.0.1:9102/fitbit/{patient_id}"
-format = "mapping"
 [mapping]
 records = "/weight"
 [mapping.fields]
@@ -41,20 +54,19 @@ category = "vital-signs"
 
 #[test]
 fn body_weight_log() {
-    let rows = run(&mapping(WEIGHT), "fitbit-body-log-weight.json");
-    let t = |c: &str, v: &str, u: &str, e: &str| {
-        (c.to_owned(), v.to_owned(), u.to_owned(), e.to_owned())
-    };
-    assert_eq!(
-        summary(&rows),
-        vec![
-            t("29463-7", "56.7", "kg", "2015-05-13T18:28:59"),
-            t("29463-7", "55.9", "kg", "2015-05-14T11:51:57"),
-            t("29463-7", "58.1", "kg", "2015-05-22T18:12:06"),
-            t("29463-7", "57.2", "kg", "2015-05-24T15:15:25"),
-        ]
+    let m = mapping(WEIGHT);
+    check(
+        &m,
+        "fitbit-body-log-weight.json",
+        &[
+            "vital-signs 29463-7 56.7 kg @2015-05-13T18:28:59",
+            "vital-signs 29463-7 55.9 kg @2015-05-14T11:51:57",
+            "vital-signs 29463-7 58.1 kg @2015-05-22T18:12:06",
+            "vital-signs 29463-7 57.2 kg @2015-05-24T15:15:25",
+        ],
     );
-    let ids: Vec<_> = rows.iter().map(|r| r.id.as_str()).collect();
+    let all = run(&m, "fitbit-body-log-weight.json");
+    let ids: Vec<_> = all.iter().map(|o| o.id.as_str()).collect();
     assert_eq!(
         ids,
         [
@@ -64,180 +76,324 @@ fn body_weight_log() {
             "1432480525000"
         ]
     );
-    let r = &rows[0];
-    assert_eq!(
-        (
-            r.patient_id.as_str(),
-            r.source.as_str(),
-            r.category.as_deref(),
-            r.display.as_deref()
-        ),
-        ("P7", "fitbit", Some("vital-signs"), Some("Body weight"))
-    );
-    assert_eq!(r.code_system.as_deref(), Some("http://loinc.org"));
+    let o = &all[0];
+    assert_eq!((&*o.patient_id, &*o.source), ("P7", "fitbit"));
+    assert_eq!(o.code.display(), Some("Body weight"));
+    // Fitbit has no zone: the time stays local for the pipeline's configured zone.
+    let Some(Effective::DateTime(at)) = o.effective else {
+        panic!()
+    };
+    assert!(at.is_local());
+    let row = rows(o).next().unwrap();
+    assert_eq!(row.get(col::EFFECTIVE_ZONE).as_text(), "local");
+    assert_eq!(row.get(col::UNIT).as_text(), "kg");
+    assert_eq!(o.status, None);
 }
 
 #[test]
 fn body_mass_index_from_the_same_log() {
     let m = mapping(
         r#"
-url = "http://h/{patient_id}"
-format = "mapping"
 [mapping]
 records = "/weight"
 fields = { id = "/logId", value = "/bmi", effective = "/date" }
 constants = { code = "39156-5", unit = "kg/m2" }
 "#,
     );
-    let rows = run(&m, "fitbit-body-log-weight.json");
-    let bmi: Vec<_> = rows
-        .iter()
-        .map(|r| r.value.as_text().into_owned())
-        .collect();
-    assert_eq!(bmi, ["21.48", "21.17", "21.99", "21.65"]);
-    assert_eq!(rows[3].effective.as_deref(), Some("2015-05-24"));
+    check(
+        &m,
+        "fitbit-body-log-weight.json",
+        &[
+            "- |39156-5 21.48 kg/m2 @2015-05-13",
+            "- |39156-5 21.17 kg/m2 @2015-05-14",
+            "- |39156-5 21.99 kg/m2 @2015-05-22",
+            "- |39156-5 21.65 kg/m2 @2015-05-24",
+        ],
+    );
 }
 
 #[test]
-fn daily_heart_rate_string_numbers_become_numbers() {
+fn heart_rate_numbers_sent_as_strings_are_numbers() {
     let m = mapping(
         r#"
-url = "http://h/{patient_id}"
-format = "mapping"
 [mapping]
 records = "/activities-heart"
 fields = { value = "/value", effective = "/dateTime" }
-constants = { code_system = "http://loinc.org", code = "8867-4", unit = "/min" }
+constants = { code_system = "http://loinc.org", code = "8867-4", unit = "/min", category = "vital-signs" }
 "#,
     );
-    let rows = run(&m, "fitbit-activities-heart-1d-1m-intraday.json");
-    assert_eq!(rows.len(), 1);
-    assert!(matches!(&rows[0].value, Value::Number(d) if d.as_str() == "64.2"));
-    assert_eq!(rows[0].effective.as_deref(), Some("2015-08-21"));
+    check(
+        &m,
+        "fitbit-activities-heart-1d-1m-intraday.json",
+        &["vital-signs 8867-4 64.2 /min @2015-08-21"],
+    );
     // No id pointer: the record's own pointer.
-    assert_eq!(rows[0].id, "/activities-heart/0");
+    assert_eq!(
+        run(&m, "fitbit-activities-heart-1d-1m-intraday.json")[0].id,
+        "/activities-heart/0"
+    );
 }
 
 #[test]
 fn intraday_heart_rate_dataset() {
     let m = mapping(
         r#"
-url = "http://h/{patient_id}"
-format = "mapping"
 [mapping]
 records = "/activities-heart-intraday/dataset"
 fields = { value = "/value", id = "/time" }
-constants = { code = "8867-4", unit = "/min" }
+constants = { code_system = "http://loinc.org", code = "8867-4", unit = "beats/min" }
 "#,
     );
-    let rows = run(&m, "fitbit-activities-heart-1d-1m-intraday.json");
-    let got: Vec<_> = rows
-        .iter()
-        .map(|r| (r.id.as_str(), r.value.as_text().into_owned()))
-        .collect();
+    let all = run(&m, "fitbit-activities-heart-1d-1m-intraday.json");
+    let got: Vec<_> = all.iter().map(|o| (o.id.as_str(), summary(o))).collect();
     assert_eq!(
         got,
         [
-            ("00:01:00", "64".to_owned()),
-            ("00:02:00", "63".to_owned()),
-            ("00:03:00", "64".to_owned()),
-            ("00:04:00", "65".to_owned()),
-            ("00:05:00", "65".to_owned()),
+            ("00:01:00", "- 8867-4 64 /min".to_owned()),
+            ("00:02:00", "- 8867-4 63 /min".to_owned()),
+            ("00:03:00", "- 8867-4 64 /min".to_owned()),
+            ("00:04:00", "- 8867-4 65 /min".to_owned()),
+            ("00:05:00", "- 8867-4 65 /min".to_owned()),
         ]
     );
-    assert!(rows.iter().all(|r| r.effective.is_none()));
+    // The display unit is as configured, the code UCUM.
+    assert_eq!(qty(&all[0]).unit.as_deref(), Some("beats/min"));
 }
 
 #[test]
-fn step_timeseries() {
+fn step_timeseries_and_intraday() {
     let m = mapping(
         r#"
-url = "http://h/{patient_id}"
-format = "mapping"
 [mapping]
 records = "/activities-steps"
 fields = { value = "/value", effective = "/dateTime", id = "/dateTime" }
-constants = { code = "55423-8", unit = "{steps}", category = "activity" }
+constants = { code_system = "http://loinc.org", code = "55423-8", unit = "steps", category = "activity" }
 "#,
     );
-    let rows = run(&m, "fitbit-activities-steps-timeseries.json");
-    let got: Vec<_> = rows
-        .iter()
-        .map(|r| (r.effective.clone().unwrap(), r.value.as_text().into_owned()))
-        .collect();
+    check(
+        &m,
+        "fitbit-activities-steps-timeseries.json",
+        &[
+            "activity 55423-8 175 {steps} @2015-08-23",
+            "activity 55423-8 2937 {steps} @2015-08-24",
+            "activity 55423-8 0 {steps} @2015-08-25",
+        ],
+    );
+    check(
+        &m,
+        "fitbit-activities-steps-1d-1m-intraday.json",
+        &["activity 55423-8 3212 {steps} @2015-08-21"],
+    );
+}
+
+#[test]
+fn sleep_periods_with_the_new_keys() {
+    let m = mapping(
+        r#"
+[mapping]
+records = "/sleep"
+fields = { id = "/logId", value = "/duration", effective = "/startTime", effective_end = "/endTime" }
+constants = { status = "final", category = "activity", code_system = "http://loinc.org", code = "93832-4", display = "Sleep duration", unit = "ms", device = "Fitbit" }
+"#,
+    );
+    let want = [
+        "activity 93832-4 3780000 ms @2016-12-13T09:59:00.000/2016-12-13T11:02:30.000",
+        "activity 93832-4 7080000 ms @2016-12-13T01:16:00.000/2016-12-13T03:14:00.000",
+    ];
+    check(&m, "fitbit-sleep-date.json", &want);
+    check(&m, "fitbit-sleep-date-range.json", &want);
+    let o = &run(&m, "fitbit-sleep-date.json")[0];
+    assert_eq!(
+        (o.id.as_str(), o.status),
+        ("13214029456", Some(Status::Final))
+    );
+    assert_eq!(
+        o.device.as_ref().unwrap().display.as_deref(),
+        Some("Fitbit")
+    );
+    let row = rows(o).next().unwrap();
+    assert_eq!(
+        row.get(col::EFFECTIVE_END).as_text(),
+        "2016-12-13T11:02:30.000"
+    );
+    assert_eq!(row.get(col::STATUS).as_text(), "final");
+    check(&m, "fitbit-sleep-date-empty-sleep-list.json", &[]);
+    check(&m, "fitbit-sleep-date-range-empty-sleep-list.json", &[]);
+}
+
+#[test]
+fn activities_with_a_period_from_start_and_duration() {
+    let m = mapping(
+        r#"
+[mapping]
+records = "/activities"
+fields = { value = "/steps", display = "/name", id = "/logId", effective = "/startDate", effective_time = "/startTime", duration = "/duration" }
+constants = { code_system = "http://loinc.org", code = "55423-8", unit = "{steps}", category = "activity", duration_unit = "ms" }
+"#,
+    );
+    check(
+        &m,
+        "fitbit-activities-date-multiple-in-activities-list.json",
+        &[
+            "activity 55423-8 6761 {steps} @2015-06-23T11:55:00/2015-06-23T12:19:00",
+            // Swimming has no duration: a point in time.
+            "activity 55423-8 0 {steps} @2015-06-23T10:00:00",
+            "activity 55423-8 8481 {steps} @2015-06-23T15:00:00/2015-06-23T16:00:00",
+        ],
+    );
+    let names: Vec<_> = run(
+        &m,
+        "fitbit-activities-date-multiple-in-activities-list.json",
+    )
+    .iter()
+    .map(|o| o.code.display().unwrap().to_owned())
+    .collect();
+    assert_eq!(names, ["Run", "Swimming", "Walk"]);
+    check(
+        &m,
+        "fitbit-activities-date-single-in-activities-list.json",
+        &["activity 55423-8 5000 {steps} @2014-06-19T09:00:00/2014-06-19T10:00:00"],
+    );
+    check(&m, "fitbit-activities-date-empty-activities-list.json", &[]);
+    // Calories of the same activities, with the activity name as the concept's text.
+    let m = mapping(
+        r#"
+[mapping]
+records = "/activities"
+fields = { value = "/calories", display = "/name", effective = "/startDate", effective_time = "/startTime" }
+constants = { unit = "kcal" }
+"#,
+    );
+    check(
+        &m,
+        "fitbit-activities-date-multiple-in-activities-list.json",
+        &[
+            r#"- "Run" 150 kcal @2015-06-23T11:55:00"#,
+            r#"- "Swimming" absent:error @2015-06-23T10:00:00 ! /activities/1/calories: missing"#,
+            r#"- "Walk" 200 kcal @2015-06-23T15:00:00"#,
+        ],
+    );
+}
+
+/// A home-test-kit style JSON, written for medgate: every new mapping key.
+const LAB: &str = r#"
+[mapping]
+records = "/results"
+[mapping.fields]
+id = "/id"
+status = "/status"
+code = "/test"
+display = "/name"
+value = "/value"
+comparator = "/cmp"
+unit = "/unit"
+interpretation = "/flag"
+reference_low = "/low"
+reference_high = "/high"
+reference_text = "/range"
+effective = "/taken"
+issued = "/reported"
+device = "/device"
+[mapping.constants]
+code_system = "http://loinc.org"
+category = "laboratory"
+reference_low = "70"
+reference_high = "99"
+"#;
+
+const LAB_BODY: &str = r#"{"results":[
+ {"id":"r1","status":"final","test":"2339-0","name":"Glucose","value":"<40","unit":"mg/dL","flag":"LL","taken":"2024-03-01T07:10:00+01:00","reported":"2024-03-01T09:00:00Z","device":"GlucoCheck 3"},
+ {"id":"r2","status":"prelim","test":"2339-0","value":"105.0","unit":"mg/dl","flag":"H","low":"65","range":"65-99 mg/dL","taken":"2024-03-02"},
+ {"id":"r3","test":"2339-0","value":5.8,"cmp":">=","unit":"mmol/L","high":"n/a","taken":"2024-03-03T07:00:00"},
+ {"id":"r4","test":"2339-0","value":[5],"unit":"mg%","taken":"March 4th","flag":"very high"},
+ {"id":{"n":5},"test":"2339-0","value":"see note","cmp":"<"}
+]}"#;
+
+#[test]
+fn lab_style_records_fill_every_new_field() {
+    let m = mapping(LAB);
+    let all = read(&m, LAB_BODY);
+    let got: Vec<String> = all.iter().map(summary).collect();
     assert_eq!(
         got,
         [
-            ("2015-08-23".to_owned(), "175".to_owned()),
-            ("2015-08-24".to_owned(), "2937".to_owned()),
-            ("2015-08-25".to_owned(), "0".to_owned()),
+            "laboratory 2339-0 <40 mg/dL @2024-03-01T07:10:00+01:00",
+            "laboratory 2339-0 105.0 mg/dL @2024-03-02 ! /results/1/status: not a FHIR observation status; the status is left out",
+            "laboratory 2339-0 >=5.8 mmol/L @2024-03-03T07:00:00 ! /results/2/high: not a number; the bound is left out",
+            "laboratory 2339-0 absent:error ! /results/3/taken: not a date or date-time (expected YYYY[-MM[-DD[Thh:mm[:ss[.f]][Z|±hh:mm]]]]) ! /results/3/unit: unit is not a known UCUM unit; kept as sent without a UCUM code ! /results/3/value: expected a number, string or boolean, found an array",
+            r#"laboratory 2339-0 "see note" ! /results/4/id: expected a string or number, found an object ! /results/4/cmp: a comparator on a value that is not a number; left out"#,
         ]
     );
-}
-
-#[test]
-fn sleep_records_and_empty_lists() {
-    let m = mapping(
-        r#"
-url = "http://h/{patient_id}"
-format = "mapping"
-[mapping]
-records = "/sleep"
-fields = { value = "/duration", effective = "/startTime", id = "/logId" }
-constants = { code_system = "urn:omh:schema", code = "sleep-duration", unit = "ms" }
-"#,
+    let r1 = &all[0];
+    assert_eq!(r1.status, Some(Status::Final));
+    assert_eq!(qty(r1).comparator, Some(Comparator::Less));
+    assert_eq!(r1.issued.unwrap().to_string(), "2024-03-01T09:00:00Z");
+    assert_eq!(
+        r1.device.as_ref().unwrap().display.as_deref(),
+        Some("GlucoCheck 3")
     );
-    let rows = run(&m, "fitbit-sleep-date.json");
-    assert_eq!(rows.len(), 2);
-    let body: serde_json::Value =
-        serde_json::from_str(&fixture("fitbit/fitbit-sleep-date.json")).unwrap();
-    for (row, rec) in rows.iter().zip(body["sleep"].as_array().unwrap()) {
-        assert_eq!(row.value.as_text(), rec["duration"].to_string());
-        assert_eq!(row.effective.as_deref(), rec["startTime"].as_str());
-    }
-    assert!(run(&m, "fitbit-sleep-date-empty-sleep-list.json").is_empty());
-    assert!(run(&m, "fitbit-sleep-date-range-empty-sleep-list.json").is_empty());
-}
-
-#[test]
-fn activities_with_names_as_text() {
-    let m = mapping(
-        r#"
-url = "http://h/{patient_id}"
-format = "mapping"
-[mapping]
-records = "/activities"
-fields = { value = "/steps", display = "/name", id = "/logId", effective = "/startDate", effective_time = "/startTime" }
-constants = { code = "55423-8", unit = "{steps}" }
-"#,
-    );
-    let body: serde_json::Value = serde_json::from_str(&fixture(
-        "fitbit/fitbit-activities-date-multiple-in-activities-list.json",
-    ))
-    .unwrap();
-    let rows = run(
-        &m,
-        "fitbit-activities-date-multiple-in-activities-list.json",
-    );
-    let acts = body["activities"].as_array().unwrap();
-    assert_eq!(rows.len(), acts.len());
-    for (row, a) in rows.iter().zip(acts) {
-        assert_eq!(row.display.as_deref(), a["name"].as_str());
-        assert_eq!(row.id, a["logId"].to_string());
+    let row = rows(r1).next().unwrap();
+    for (column, want) in [
+        (col::VALUE, "40"),
+        (col::VALUE_COMPARATOR, "<"),
+        (col::UNIT, "mg/dL"),
+        (col::INTERPRETATION, "LL"),
+        (col::REFERENCE_LOW, "70"),
+        (col::REFERENCE_HIGH, "99"),
+        (col::REFERENCE_UNIT, "mg/dL"),
+        (col::DISPLAY, "Glucose"),
+        (col::STATUS, "final"),
+    ] {
         assert_eq!(
-            row.effective.as_deref().unwrap(),
-            format!(
-                "{}T{}",
-                a["startDate"].as_str().unwrap(),
-                a["startTime"].as_str().unwrap()
-            )
+            row.get(column).as_text(),
+            want,
+            "{}",
+            medgate_core::COLUMNS[column]
         );
     }
-    assert!(run(&m, "fitbit-activities-date-empty-activities-list.json").is_empty());
+    // The record's own bound wins over the constant; the text is kept.
+    let row = rows(&all[1]).next().unwrap();
+    assert_eq!(row.get(col::REFERENCE_LOW).as_text(), "65");
+    assert_eq!(row.get(col::REFERENCE_HIGH).as_text(), "99");
+    assert_eq!(row.get(col::REFERENCE_TEXT).as_text(), "65-99 mg/dL");
+    assert_eq!(
+        qty(&all[1]).unit.as_deref(),
+        Some("mg/dl"),
+        "the display unit is as sent"
+    );
+    assert_eq!(all[3].interpretation[0].text.as_deref(), Some("very high"));
+    assert_eq!(all[4].id, "/results/4");
+    assert_eq!(all[4].value, Value::String("see note".into()));
 }
 
 #[test]
-fn mapping_shape_errors_name_pointers() {
+fn unit_system_takes_the_unit_as_a_code() {
+    let m = mapping(
+        r#"
+[mapping]
+records = ""
+fields = { value = "/v" }
+constants = { code = "score", unit = "{score}", unit_system = "http://unitsofmeasure.org" }
+"#,
+    );
+    assert_eq!(summary(&read(&m, r#"[{"v":7}]"#)[0]), "- |score 7 {score}");
+    // Without unit_system an unknown unit is kept as text, with a warning naming the key.
+    let m = mapping(
+        r#"
+[mapping]
+records = ""
+fields = { value = "/v" }
+constants = { unit = "points" }
+"#,
+    );
+    assert_eq!(
+        summary(&read(&m, r#"[{"v":7}]"#)[0]),
+        "- \"\" 7 'points' ! mapping.constants.unit: unit is not a known UCUM unit; kept as sent without a UCUM code"
+    );
+}
+
+#[test]
+fn only_the_envelope_fails_a_mapped_payload() {
     let m = mapping(WEIGHT);
     let err = |body: &str| {
         parse(
@@ -256,46 +412,49 @@ fn mapping_shape_errors_name_pointers() {
         err(r#"{"weight":{"a":1}}"#),
         "/weight: expected an array, found an object"
     );
-    assert_eq!(
-        err(r#"{"weight":[{"weight":1},{"weight":[2]}]}"#),
-        "/weight/1/weight: expected a number, string or boolean, found an array"
+    let all = read(
+        &m,
+        r#"{"weight":[{"weight":1,"logId":{"x":1}},{"weight":[2],"logId":2},{"logId":3},7]}"#,
     );
+    let got: Vec<String> = all
+        .iter()
+        .map(|o| format!("{} {}", o.id, summary(o)))
+        .collect();
     assert_eq!(
-        err(r#"{"weight":[{"weight":1,"logId":{"x":1}}]}"#),
-        "/weight/0/logId: expected a string or number, found an object"
+        got,
+        [
+            "/weight/0 vital-signs 29463-7 1 kg ! /weight/0/logId: expected a string or number, found an object",
+            "2 vital-signs 29463-7 absent:error ! /weight/1/weight: expected a number, string or boolean, found an array",
+            "3 vital-signs 29463-7 absent:error ! /weight/2/weight: missing",
+            "/weight/3 vital-signs 29463-7 absent:error ! /weight/3/weight: missing",
+        ]
     );
-    // A record without the value is a Null row, not an error.
-    let rows = parse(
-        &PayloadFormat::Mapping(Box::new(m.clone())),
-        br#"{"weight":[{"logId":5}]}"#,
-        &ParseContext::new("f", "P"),
-    )
-    .unwrap();
-    assert_eq!((rows[0].id.as_str(), &rows[0].value), ("5", &Value::Null));
 }
 
 #[test]
-fn root_array_records() {
+fn root_array_records_and_value_types() {
     let m = mapping(
         r#"
-url = "http://h/{patient_id}"
-format = "mapping"
 [mapping]
 records = ""
 fields = { value = "/v", code = "/c" }
 constants = { code = "fallback" }
 "#,
     );
-    let rows = parse(
-        &PayloadFormat::Mapping(Box::new(m)),
-        br#"[{"v":98.60,"c":"x"},{"v":"text"},{"v":true}]"#,
-        &ParseContext::new("f", "P"),
-    )
-    .unwrap();
-    assert_eq!(rows[0].value.as_text(), "98.60");
-    assert_eq!(rows[0].code.as_deref(), Some("x"));
-    assert_eq!(rows[1].value, Value::Text("text".into()));
-    assert_eq!(rows[1].code.as_deref(), Some("fallback"));
-    assert_eq!(rows[2].value, Value::Bool(true));
-    assert_eq!(rows[1].id, "/1");
+    let all = read(
+        &m,
+        r#"[{"v":98.60,"c":"x"},{"v":"text"},{"v":true},{"v":"+.5"},{"v":"1E3"}]"#,
+    );
+    let got: Vec<String> = all.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        [
+            "- |x 98.60",
+            "- |fallback \"text\"",
+            "- |fallback true",
+            "- |fallback 0.5",
+            "- |fallback 1E3"
+        ]
+    );
+    assert_eq!(all[1].id, "/1");
 }

@@ -92,17 +92,46 @@ fn utf8_bom_is_tolerated() {
 }
 
 #[test]
-fn errors_become_malformed_without_payload_content() {
-    let e = parse_omh(r#"[{"header":{"id":"x","schema_id":{"namespace":"omh","name":"heart-rate"}},"body":{"heart_rate":{"value":"SECRET-P000001","unit":"beats/min"}}}]"#)
-        .unwrap_err();
-    let text = e.to_string();
-    assert!(!text.contains("SECRET"), "{text}");
-    match e.into_core("band") {
+fn unreadable_values_are_warnings_without_payload_content() {
+    // Patient data in the wrong places: the value, the unit, a time, a duration.
+    let all = parse_omh(r#"[
+      {"header":{"id":"x","schema_id":{"namespace":"omh","name":"heart-rate"}},"body":{"heart_rate":{"value":"SECRET-P000001","unit":"SECRET-P000002"},"effective_time_frame":{"date_time":"SECRET-P000003"}}},
+      {"header":{"id":"y","creation_date_time":"SECRET-P000004","schema_id":{"namespace":"omh","name":"step-count"}},"body":{"step_count":{"value":1e999999999,"unit":"steps"},"effective_time_frame":{"time_interval":{"start_date_time":"2024-01-01T00:00:00Z","duration":{"value":1e999999999,"unit":"SECRET-P000005"}}}}},
+      {"header":{"id":"z","schema_id":{"namespace":"omh","name":"sleep-duration"}},"body":{"sleep_duration":{"value":8,"unit":"h"},"effective_time_frame":{"time_interval":{"start_date_time":"2024-01-01T00:00:00Z","duration":{"value":9e18,"unit":"wk"}}}}}
+    ]"#)
+    .unwrap();
+    let warnings: Vec<String> = all
+        .iter()
+        .flat_map(|o| o.warnings.iter().map(|w| w.to_string()))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "/0/body/heart_rate/value: expected a number, found a string",
+            "/0/body/effective_time_frame/date_time: not a date or date-time (expected YYYY[-MM[-DD[Thh:mm[:ss[.f]][Z|±hh:mm]]]])",
+            "/1/header/creation_date_time: not a date or date-time (expected YYYY[-MM[-DD[Thh:mm[:ss[.f]][Z|±hh:mm]]]])",
+            "/1/body/effective_time_frame/time_interval/duration/unit: not a duration unit",
+            "/1/body/effective_time_frame/time_interval: no end_date_time or duration: the period is open",
+            "/2/body/effective_time_frame/time_interval/duration: duration moves the time out of range",
+        ]
+    );
+    assert_eq!(all[0].value, medgate_core::Value::None);
+    assert!(all[0].data_absent_reason.is_some());
+    // A number beyond any float is kept as written, never rounded or refused.
+    let medgate_core::Value::Quantity(q) = &all[1].value else {
+        panic!()
+    };
+    assert_eq!(q.value.as_ref().unwrap().as_str(), "1e999999999");
+    // Errors of the envelope name positions, not content.
+    match parse_omh(r#""SECRET-P000006""#)
+        .unwrap_err()
+        .into_core("band")
+    {
         Error::Malformed { name, detail } => {
             assert_eq!(name, "band");
             assert_eq!(
                 detail,
-                "/0/body/heart_rate/value: expected a number, found a string"
+                "/: expected an array of data points or an object, found a string"
             );
         }
         other => panic!("{other:?}"),
@@ -136,5 +165,18 @@ fn arbitrary_bytes_never_panic() {
             );
         }
     }
-    assert_eq!(parse_omh(&base).unwrap().len(), 2);
+    assert_eq!(parse_omh(&base).unwrap().len(), 1);
+    // And the mapping reader over the same bytes.
+    let mapping: medgate_source_wearable::WearableConfig = toml::from_str(
+        "url = \"http://h/{patient_id}\"\nformat = \"mapping\"\n[mapping]\nrecords = \"\"\nfields = { value = \"/body/systolic_blood_pressure/value\", effective = \"/body/effective_time_frame/time_interval/start_date_time\", duration = \"/body/x\", reference_low = \"/header/id\" }\nconstants = { duration_unit = \"ms\" }\n",
+    )
+    .unwrap();
+    let format = mapping.payload_format().unwrap();
+    for i in 0..bytes.len() {
+        for flip in [b'"', b'{', b'[', b'}', b'\\', 0xff, b'~', b'/', b'-'] {
+            let mut copy = bytes.to_vec();
+            copy[i] = flip;
+            let _ = parse(&format, &copy, &ParseContext::new("b", "P"));
+        }
+    }
 }

@@ -91,12 +91,13 @@ async fn fetches_and_parses_through_http() {
     );
     assert_eq!(rows.len(), 1);
     let r = &rows[0];
-    assert_eq!(r.patient_id, "P 1/../x?y#z");
-    assert_eq!(r.source, "band");
+    assert_eq!(&*r.patient_id, "P 1/../x?y#z");
+    assert_eq!(&*r.source, "band");
     assert_eq!(r.id, "hr-1");
-    assert_eq!(r.value.as_text(), "72.50");
-    assert_eq!(r.unit.as_deref(), Some("/min"));
-    assert_eq!(r.effective.as_deref(), Some("2024-01-01T00:00:00+08:00"));
+    assert_eq!(
+        common::summary(r),
+        "vital-signs 8867-4 72.50 /min @2024-01-01T00:00:00+08:00"
+    );
 
     // Unreserved characters pass through unchanged.
     fetch(source.as_ref(), "P-00_1.a~b").await.unwrap();
@@ -105,7 +106,15 @@ async fn fetches_and_parses_through_http() {
     // A large body (parsed on the blocking pool) gives every row.
     let big = fetch(source.as_ref(), "big").await.unwrap();
     assert_eq!(big.len(), BLOCKING_PARSE_THRESHOLD / POINT.len() + 10);
-    assert!(big.iter().all(|r| r.value.as_text() == "72.50"));
+    assert!(big
+        .iter()
+        .all(|r| common::qty(r).value.as_ref().unwrap().as_str() == "72.50"));
+    // One patient id and one source name per fetch, shared by every observation.
+    assert!(big
+        .iter()
+        .all(|r| Arc::ptr_eq(&r.patient_id, &big[0].patient_id)
+            && Arc::ptr_eq(&r.source, &big[0].source)));
+    assert_eq!(&*big[0].patient_id, "big");
 
     // Upstream 404 and a non-JSON body map to the core errors.
     assert!(matches!(
@@ -123,6 +132,38 @@ async fn fetches_and_parses_through_http() {
         fetch(source.as_ref(), "").await,
         Err(Error::BadRequest(_))
     ));
+}
+
+#[tokio::test]
+async fn a_body_over_the_cap_is_an_error_and_the_filter_is_left_to_the_pipeline() {
+    let (url, _seen) = serve().await;
+    let config: WearableConfig =
+        toml::from_str(&format!("url = \"{url}\"\nformat = \"openmhealth\"\n")).unwrap();
+    let common: SourceCommon = serde_json::from_value(serde_json::json!({
+        "name": "band", "kind": "wearable-json", "retry": {"attempts": 1}, "max_body_bytes": 4096
+    }))
+    .unwrap();
+    let upstream = HttpUpstream::new(
+        "band",
+        shared_client().unwrap(),
+        UpstreamPolicy::from(&common),
+    );
+    let source = config.build(BuildContext::new("band", upstream)).unwrap();
+    assert!(matches!(
+        fetch(source.as_ref(), "big").await,
+        Err(Error::BodyTooLarge { name, limit: 4096 }) if name == "band"
+    ));
+    // A code filter that matches nothing: the source still returns what the upstream sent.
+    let mut request = FetchRequest::new("P1", "req-2");
+    request.filter.codes = vec![medgate_core::CodeFilter::parse("http://loinc.org|0000-0")];
+    let rows: Vec<Observation> = source
+        .fetch(&request)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
 }
 
 /// An exporter that does nothing: the registry requires one enabled format.
@@ -173,6 +214,7 @@ max_depth = 32
     let catalog = plan
         .build(
             &|c: &SourceCommon| upstream(&c.name) as Arc<dyn medgate_core::Upstream>,
+            None,
             &tokio_util::sync::CancellationToken::new(),
         )
         .unwrap();
@@ -180,8 +222,8 @@ max_depth = 32
     assert_eq!(handle.info.kind, "wearable-json");
     assert_eq!(handle.info.format.as_deref(), Some("openmhealth"));
     let rows = fetch(handle.source.as_ref(), "P000001").await.unwrap();
-    assert_eq!(rows[0].code.as_deref(), Some("8867-4"));
-    assert_eq!(rows[0].patient_id, "P000001");
+    assert_eq!(rows[0].code.coding[0].code.as_deref(), Some("8867-4"));
+    assert_eq!(&*rows[0].patient_id, "P000001");
 }
 
 #[test]
