@@ -148,6 +148,9 @@ struct LineIn {
     records: u64,
     status: u16,
     outcome: String,
+    /// Written only when the route recorded more (lines from before it have none).
+    #[serde(default)]
+    details: Option<serde_json::Value>,
 }
 
 /// Verifies the hash chain of the audit file at `path`, and that its checkpoint (if there is

@@ -62,8 +62,12 @@ pub struct AuditEntry {
     pub records: u64,
     /// The HTTP status answered.
     pub status: u16,
-    /// A short outcome label (`ok`, `error`, a problem kind, ...).
+    /// A short outcome label (`ok`, `partial`, `error`, a problem kind, ...).
     pub outcome: String,
+    /// What else the route needs on record (failed fetches of a download, receipt ids of an
+    /// upload, an export job's files and their SHA-256); omitted when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// How far an entry must have travelled before [`AuditLog::append`] returns.
@@ -240,6 +244,8 @@ struct LineOut<'a> {
     records: u64,
     status: u16,
     outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a serde_json::Value>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -656,6 +662,7 @@ fn render(record: &Record, seq: u64, time: &str, prev: &str) -> Result<Vec<u8>, 
         records: entry.records,
         status: entry.status,
         outcome: &entry.outcome,
+        details: entry.details.as_ref(),
     };
     serde_json::to_vec(&line).map_err(AuditError::Serialize)
 }

@@ -15,6 +15,7 @@ fn entry(n: u64) -> AuditEntry {
         records: n * 10,
         status: 200,
         outcome: "ok".into(),
+        details: None,
     }
 }
 

@@ -78,7 +78,10 @@ async fn running_out_of_file_descriptors_is_the_gateways_error_not_the_sources()
         errors
     };
     for e in &errors {
-        let Error::Overloaded { reason: message, .. } = e else {
+        let Error::Overloaded {
+            reason: message, ..
+        } = e
+        else {
             panic!("expected the gateway's own error, got {e:?}");
         };
         assert!(message.contains("file descriptors"), "{message}");
