@@ -1,16 +1,8 @@
 //! The happy paths of every route.
 
 use medgate_core::{Observation, Value};
-use serde::Deserialize;
 
-use crate::util::{header, start, OBS, PATIENTS};
-
-#[derive(Deserialize)]
-struct OneSource {
-    source: String,
-    patient_id: String,
-    observations: Vec<Observation>,
-}
+use crate::util::{flat, header, start, OBS, PATIENTS};
 
 #[tokio::test]
 async fn sources_lists_name_kind_format_and_formats() {
@@ -41,7 +33,7 @@ async fn sources_lists_name_kind_format_and_formats() {
     );
     assert_eq!(
         body["formats"],
-        serde_json::json!(["csv", "json", "ndjson", "xlsx"])
+        serde_json::json!(["csv", "fhir-ndjson", "json", "ndjson", "xlsx"])
     );
 }
 
@@ -54,13 +46,24 @@ async fn his_rows_equal_the_workload_exactly_with_written_precision() {
         assert_eq!(response.status(), 200);
         assert_eq!(header(&response, "content-type"), "application/json");
         let text = response.text().await.unwrap();
-        let body: OneSource = serde_json::from_str(&text).expect("normalized JSON shape");
-        assert_eq!(body.source, "his");
-        assert_eq!(body.patient_id, pid);
+        let body: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(body["source"], "his");
+        assert_eq!(body["patient_id"], pid);
         let expected: Vec<Observation> = (0..OBS)
             .map(|j| gw.workload.observation(index, j))
             .collect();
-        assert_eq!(body.observations, expected);
+        assert_eq!(body["observations"], flat(&expected));
+        assert_eq!(body["warnings"]["count"], 0);
+        // The first ten keys of every row are the original flat record, in order.
+        let first = body["observations"][0].as_object().unwrap();
+        let keys: Vec<&str> = first.keys().map(String::as_str).take(10).collect();
+        assert_eq!(keys, medgate_core::COLUMNS[..10]);
+        assert_eq!(first["status"], "final");
+        assert_eq!(first["value_type"], "Quantity");
+        assert_eq!(
+            first["category_system"],
+            medgate_core::model::CATEGORY_SYSTEM
+        );
         assert!(text.contains("+08:00"), "offsets kept");
     }
     // Decimals keep the instrument's precision on the wire (36.0, not 36): find a patient
@@ -68,9 +71,10 @@ async fn his_rows_equal_the_workload_exactly_with_written_precision() {
     let (index, fixed) = (0..PATIENTS)
         .find_map(|i| {
             (0..OBS).find_map(|j| match gw.workload.observation(i, j).value {
-                Value::Number(d) if d.as_str().contains('.') && d.as_str().ends_with('0') => {
-                    Some((i, d.as_str().to_owned()))
-                }
+                Value::Quantity(q) => q
+                    .value
+                    .filter(|d| d.as_str().contains('.') && d.as_str().ends_with('0'))
+                    .map(|d| (i, d.as_str().to_owned())),
                 _ => None,
             })
         })
@@ -111,6 +115,11 @@ async fn wearable_rows_are_normalized_open_mhealth() {
     let steps = &rows[1];
     assert_eq!(steps["code"], "55423-8");
     assert_eq!(steps["effective"], "2024-01-01T00:15:00+08:00");
+    assert_eq!(steps["effective_end"], "2024-01-01T00:30:00+08:00");
+    let expected: Vec<Observation> = (0..OBS)
+        .map(|j| gw.workload.wearable_observation(1, j))
+        .collect();
+    assert_eq!(body["observations"], flat(&expected));
 }
 
 #[tokio::test]
@@ -178,6 +187,8 @@ async fn openapi_describes_every_route_and_the_record_shape() {
         "/v1/data/{source}",
         "/v1/patients/{patient_id}/observations",
         "/v1/export",
+        "/fhir/metadata",
+        "/fhir/Observation",
     ] {
         assert!(doc["paths"][path]["get"].is_object(), "{path} documented");
     }
@@ -187,7 +198,7 @@ async fn openapi_describes_every_route_and_the_record_shape() {
         .keys()
         .map(String::as_str)
         .collect();
-    let mut columns = medgate_core::model::COLUMNS.to_vec();
+    let mut columns = medgate_core::COLUMNS.to_vec();
     let mut props_sorted = props.clone();
     columns.sort_unstable();
     props_sorted.sort_unstable();
@@ -201,5 +212,8 @@ async fn openapi_describes_every_route_and_the_record_shape() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(export_params, vec!["source", "patient_id", "format"]);
+    assert_eq!(
+        export_params,
+        vec!["source", "patient_id", "format", "on_error"]
+    );
 }

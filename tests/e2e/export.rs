@@ -3,10 +3,9 @@
 use std::io::Cursor;
 
 use calamine::{Data, Reader, Xlsx};
-use medgate_core::model::COLUMNS;
-use medgate_core::{Observation, Value};
+use medgate_core::{Observation, Value, COLUMNS};
 
-use crate::util::{header, start, Gateway};
+use crate::util::{flat, header, start, Gateway};
 
 fn expected(gw: &Gateway, patients: &[u32]) -> Vec<Observation> {
     patients
@@ -16,20 +15,11 @@ fn expected(gw: &Gateway, patients: &[u32]) -> Vec<Observation> {
         .collect()
 }
 
-fn text_row(o: &Observation) -> Vec<String> {
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    vec![
-        o.patient_id.clone(),
-        o.source.clone(),
-        o.id.clone(),
-        opt(&o.category),
-        opt(&o.code_system),
-        opt(&o.code),
-        opt(&o.display),
-        o.value.as_text().into_owned(),
-        opt(&o.unit),
-        opt(&o.effective),
-    ]
+/// Every cell of the observation's rows as CSV text.
+fn text_rows(o: &Observation) -> Vec<Vec<String>> {
+    medgate_core::rows(o)
+        .map(|row| row.cells.iter().map(|c| c.as_text().into_owned()).collect())
+        .collect()
 }
 
 async fn download(gw: &Gateway, query: &str, content_type: &str, filename: &str) -> Vec<u8> {
@@ -62,8 +52,13 @@ async fn csv_parses_back_to_the_same_rows_in_the_order_asked() {
         .records()
         .map(|r| r.unwrap().iter().map(String::from).collect())
         .collect();
-    let want: Vec<Vec<String>> = expected(&gw, &[2, 0]).iter().map(text_row).collect();
+    let want: Vec<Vec<String>> = expected(&gw, &[2, 0]).iter().flat_map(text_rows).collect();
     assert_eq!(rows, want);
+    // Spot checks against the upstream's own text, independent of the projection code.
+    assert_eq!(rows[0][0], "P000003");
+    assert_eq!(rows[0][4], "http://loinc.org");
+    assert!(rows[0][9].ends_with("+08:00"));
+    assert_eq!(rows[0][10], "final");
 }
 
 #[tokio::test]
@@ -76,9 +71,8 @@ async fn json_and_ndjson_parse_back_with_precision() {
         "medgate-his.json",
     )
     .await;
-    let rows: Vec<Observation> =
-        serde_json::from_slice(&body).expect("a JSON array of observations");
-    assert_eq!(rows, expected(&gw, &[1]));
+    let rows: serde_json::Value = serde_json::from_slice(&body).expect("a JSON array of rows");
+    assert_eq!(rows, flat(&expected(&gw, &[1])));
 
     let body = download(
         &gw,
@@ -88,11 +82,14 @@ async fn json_and_ndjson_parse_back_with_precision() {
     )
     .await;
     let text = String::from_utf8(body).unwrap();
-    let rows: Vec<Observation> = text
+    let rows: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("one object per line"))
         .collect();
-    assert_eq!(rows, expected(&gw, &[1, 3]));
+    assert_eq!(
+        serde_json::Value::Array(rows),
+        flat(&expected(&gw, &[1, 3]))
+    );
 }
 
 #[tokio::test]
@@ -121,19 +118,25 @@ async fn xlsx_reopens_with_header_numbers_and_datetimes() {
         .collect();
     assert_eq!(header, COLUMNS.to_vec());
     for (row, o) in range.rows().skip(1).zip(&want) {
-        assert_eq!(row[0], Data::String(o.patient_id.clone()));
-        assert_eq!(row[5], Data::String(o.code.clone().unwrap()));
-        match (&row[7], &o.value) {
-            (Data::Float(f), Value::Number(d)) => assert_eq!(*f, d.to_f64()),
-            (Data::Int(i), Value::Number(d)) => assert_eq!(*i as f64, d.to_f64()),
-            (cell, value) => panic!("value cell {cell:?} for {value:?}"),
+        assert_eq!(row[0], Data::String(o.patient_id.to_string()));
+        let code = o.code.primary().and_then(|c| c.code.clone()).unwrap();
+        assert_eq!(row[5], Data::String(code));
+        let Value::Quantity(q) = &o.value else {
+            panic!("workload values are quantities")
+        };
+        let d = q.value.as_ref().unwrap();
+        match &row[7] {
+            Data::Float(f) => assert_eq!(*f, d.to_f64()),
+            Data::Int(i) => assert_eq!(*i as f64, d.to_f64()),
+            cell => panic!("value cell {cell:?} for {d}"),
         }
         let Data::DateTime(dt) = &row[9] else {
             panic!("effective is a real datetime, got {:?}", row[9])
         };
         // The wall-clock time as written upstream (its +08:00 offset is shown by the cell format).
         let shown = format!("{:?}", dt.as_datetime().expect("valid datetime"));
-        assert_eq!(format!("{shown}+08:00"), o.effective.clone().unwrap());
+        let effective = o.effective.unwrap().start().unwrap().to_string();
+        assert_eq!(format!("{shown}+08:00"), effective);
     }
 }
 
@@ -149,7 +152,7 @@ async fn export_errors_before_the_first_byte_are_problems() {
         .await;
     assert_eq!(
         body["formats"],
-        serde_json::json!(["csv", "json", "ndjson", "xlsx"])
+        serde_json::json!(["csv", "fhir-ndjson", "json", "ndjson", "xlsx"])
     );
     assert!(body["detail"]
         .as_str()
@@ -211,10 +214,30 @@ async fn export_errors_before_the_first_byte_are_problems() {
 }
 
 #[tokio::test]
-async fn a_failure_midway_cuts_the_download_instead_of_ending_it_cleanly() {
+async fn a_failed_patient_is_skipped_and_recorded_or_cuts_the_download_on_request() {
     let gw = start("").await;
+    // Default: the unknown patient is left out, the file is complete, the audit says so.
+    let body = download(
+        &gw,
+        "source=his&patient_id=P000001,P999999,P000002&format=json",
+        "application/json",
+        "medgate-his.json",
+    )
+    .await;
+    let rows: serde_json::Value = serde_json::from_slice(&body).expect("a complete JSON array");
+    assert_eq!(rows, flat(&expected(&gw, &[0, 1])));
+    let entries = crate::util::audit_entries(&gw);
+    let last = entries.last().unwrap();
+    assert_eq!(last["outcome"], "partial", "{last}");
+    assert_eq!(last["records"], 2 * gw.workload.observations);
+    assert_eq!(
+        last["details"]["failed_fetches"],
+        serde_json::json!([{ "patient_id": "P999999", "source": "his", "error": "patient-not-found" }])
+    );
+
+    // on_error=fail: the transfer is cut at the failure, never ended cleanly.
     let response = gw
-        .get("/v1/export?source=his&patient_id=P000001,P999999&format=json")
+        .get("/v1/export?source=his&patient_id=P000001,P999999&format=json&on_error=fail")
         .await;
     assert_eq!(
         response.status(),

@@ -6,6 +6,7 @@ mod api;
 mod errors;
 mod export;
 mod faults;
+mod fhir;
 mod ops;
 mod partners;
 mod util;

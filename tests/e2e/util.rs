@@ -72,6 +72,16 @@ impl Gateway {
     }
 }
 
+/// The flat JSON rows the gateway must serve for `observations` (the tabular projection).
+pub fn flat(observations: &[medgate_core::Observation]) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = observations
+        .iter()
+        .flat_map(medgate_core::rows)
+        .map(|row| serde_json::to_value(&row).expect("row JSON"))
+        .collect();
+    serde_json::Value::Array(rows)
+}
+
 /// A response header as text ("" when absent).
 pub fn header(response: &reqwest::Response, name: &str) -> String {
     response
@@ -115,7 +125,7 @@ url = "http://{wearable}/omh/{{patient_id}}"
 format = "openmhealth"
 
 [exporters]
-enabled = ["csv", "json", "ndjson", "xlsx"]
+enabled = ["csv", "json", "ndjson", "xlsx", "fhir-ndjson"]
 
 [[partners]]
 name = "test"
@@ -144,8 +154,12 @@ pub async fn start_with_config(config: &str, workload: Arc<Workload>) -> Gateway
         audit.display().to_string()
     );
     std::fs::write(&path, config).expect("write config");
-    let plan = medgate::startup::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}"));
-    let handle = Arc::new(medgate::startup::build(plan).await.expect("build gateway"));
+    let loaded = medgate::startup::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}"));
+    let handle = Arc::new(
+        medgate::startup::build(loaded)
+            .await
+            .expect("build gateway"),
+    );
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind gateway");

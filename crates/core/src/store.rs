@@ -20,7 +20,8 @@ pub trait ObservationStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// The store is unreachable or a stored record cannot be read.
-    async fn observations(&self, source: &str, request: &FetchRequest) -> Result<ObservationStream>;
+    async fn observations(&self, source: &str, request: &FetchRequest)
+        -> Result<ObservationStream>;
 
     /// Every patient with observations in `source`, in a stable order (for "all" exports).
     ///

@@ -389,7 +389,7 @@ impl Workload {
             (
                 "activity",
                 "55423-8",
-                "Number of steps",
+                "Number of steps in unspecified time Pedometer",
                 "steps",
                 "{steps}",
                 r % 2000,

@@ -180,7 +180,12 @@ fn wearable_rows_follow_the_data_points() {
         } else {
             assert_eq!(
                 f[3..7],
-                ["activity", "http://loinc.org", "55423-8", "Number of steps"]
+                [
+                    "activity",
+                    "http://loinc.org",
+                    "55423-8",
+                    "Number of steps in unspecified time Pedometer"
+                ]
             );
             assert_eq!(f[8], "{steps}");
             let interval = &body["effective_time_frame"]["time_interval"];

@@ -300,18 +300,21 @@ impl SourceRows {
     fn finish(&mut self, error: Option<Error>) -> Option<Result<Observation, Error>> {
         self.inner = None;
         let mut outcome = self.outcome.take()?;
-        outcome.error = error.as_ref().map(|e| Failure {
-            kind: e.kind(),
-            message: e.to_string(),
-        });
         let warnings = std::mem::take(&mut self.warnings);
         match (error, self.plan.on_error) {
             (Some(e), OnError::Stop) => {
+                // The error goes to the caller through the stream; the summary keeps a copy.
+                outcome.error = Some(Failure::of(e.clone()));
                 self.plan.summary.record(outcome, warnings, None);
                 Some(Err(e))
             }
-            (error, _) => {
-                self.plan.summary.record(outcome, warnings, error);
+            (Some(e), OnError::Skip) => {
+                outcome.error = Some(Failure::of(e.clone()));
+                self.plan.summary.record(outcome, warnings, Some(e));
+                None
+            }
+            (None, _) => {
+                self.plan.summary.record(outcome, warnings, None);
                 None
             }
         }

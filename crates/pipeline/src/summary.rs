@@ -41,6 +41,20 @@ pub struct Failure {
     pub kind: &'static str,
     /// The message (never contains a patient id).
     pub message: String,
+    /// The error itself, for callers that map it (to an HTTP status, an OperationOutcome).
+    #[serde(skip)]
+    pub error: Arc<Error>,
+}
+
+impl Failure {
+    /// The failure for `error`.
+    pub fn of(error: Error) -> Failure {
+        Failure {
+            kind: error.kind(),
+            message: error.to_string(),
+            error: Arc::new(error),
+        }
+    }
 }
 
 /// Receives every outcome as it completes, in request order.

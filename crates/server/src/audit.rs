@@ -17,6 +17,8 @@ pub struct Access {
     route: &'static str,
     source: Option<String>,
     patient_ids: Vec<String>,
+    /// Fetches that failed in a multi-patient run: (patient id, source, error kind).
+    failed: Vec<(String, String, &'static str)>,
 }
 
 impl Access {
@@ -34,6 +36,7 @@ impl Access {
             route,
             source: None,
             patient_ids: Vec::new(),
+            failed: Vec::new(),
         }
     }
 
@@ -49,6 +52,38 @@ impl Access {
         self
     }
 
+    /// Records which fetches of a run failed (the first ones the summary kept).
+    pub fn with_summary(mut self, summary: &medgate_pipeline::Summary) -> Self {
+        self.failed = summary
+            .failures
+            .iter()
+            .map(|f| {
+                let patient = self
+                    .patient_ids
+                    .get(f.patient_index)
+                    .cloned()
+                    .unwrap_or_default();
+                (patient, f.source.clone(), f.failure.kind)
+            })
+            .collect();
+        self
+    }
+
+    /// The failed fetches as the entry's details.
+    fn details(&self) -> Option<serde_json::Value> {
+        if self.failed.is_empty() {
+            return None;
+        }
+        let failed: Vec<serde_json::Value> = self
+            .failed
+            .iter()
+            .map(|(patient, source, kind)| {
+                serde_json::json!({ "patient_id": patient, "source": source, "error": kind })
+            })
+            .collect();
+        Some(serde_json::json!({ "failed_fetches": failed }))
+    }
+
     /// Appends the entry; the data may be served only if this succeeds.
     ///
     /// # Errors
@@ -59,6 +94,7 @@ impl Access {
         outcome: &str,
         records: u64,
     ) -> Result<(), ApiError> {
+        let details = self.details();
         let entry = AuditEntry {
             request_id: self.request_id,
             partner: self.partner,
@@ -68,6 +104,7 @@ impl Access {
             records,
             status: status.as_u16(),
             outcome: outcome.to_owned(),
+            details,
         };
         self.state
             .services()

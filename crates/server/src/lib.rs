@@ -33,5 +33,6 @@ pub fn registry() -> medgate_core::Registry {
     medgate_export_csv::register(&mut registry);
     medgate_export_json::register(&mut registry);
     medgate_export_xlsx::register(&mut registry);
+    medgate_export_fhir_ndjson::register(&mut registry);
     registry
 }

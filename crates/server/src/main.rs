@@ -101,8 +101,8 @@ fn init_logging(format: LogFormat) {
 
 fn check(path: &std::path::Path) -> ExitCode {
     match startup::load(path) {
-        Ok(plan) => {
-            let names: Vec<_> = plan.sources().map(|s| s.name.as_str()).collect();
+        Ok(loaded) => {
+            let names: Vec<_> = loaded.plan.sources().map(|s| s.name.as_str()).collect();
             println!(
                 "{}: ok ({} sources: {})",
                 path.display(),
@@ -136,10 +136,15 @@ fn serve(path: &std::path::Path) -> ExitCode {
 }
 
 async fn run(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    let plan = startup::load(path)?;
-    let listen = plan.config.server.listen;
-    let demo_key = plan.config.demo.as_ref().and_then(|d| d.api_key.clone());
-    let gateway = std::sync::Arc::new(startup::build(plan).await?);
+    let loaded = startup::load(path)?;
+    let listen = loaded.plan.config.server.listen;
+    let demo_key = loaded
+        .plan
+        .config
+        .demo
+        .as_ref()
+        .and_then(|d| d.api_key.clone());
+    let gateway = std::sync::Arc::new(startup::build(loaded).await?);
     let listener = startup::bind(listen).await?;
     let addr = listener.local_addr()?;
     print_banner(addr, &gateway, demo_key.as_deref());

@@ -114,7 +114,9 @@ fn core_status(e: &Error) -> StatusCode {
         | Error::Unreachable { .. }
         | Error::Malformed { .. }
         | Error::BodyTooLarge { .. } => StatusCode::BAD_GATEWAY,
-        Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unavailable { .. } | Error::Interrupted(_) | Error::Overloaded { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Error::Export(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -137,10 +139,16 @@ impl ApiError {
     /// Seconds for `Retry-After`, when the client should come back later.
     fn retry_after(&self) -> Option<u64> {
         match self {
-            ApiError::Core(Error::Unavailable {
-                retry_after: Some(d),
-                ..
-            }) => Some(d.as_secs_f64().ceil().max(1.0) as u64),
+            ApiError::Core(
+                Error::Unavailable {
+                    retry_after: Some(d),
+                    ..
+                }
+                | Error::Overloaded {
+                    retry_after: Some(d),
+                    ..
+                },
+            ) => Some(d.as_secs_f64().ceil().max(1.0) as u64),
             ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }

@@ -1,11 +1,13 @@
 //! Start-up: load and validate the config, start demo upstreams, build the catalog, serve.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use medgate_core::registry::Plan;
-use medgate_core::{Config, ConfigIssues, SourceCommon, Upstream};
+use medgate_core::{Config, ConfigIssue, ConfigIssues, SourceCommon, Upstream};
+use medgate_pipeline::{CodeMaps, Pipeline, Transforms};
 use medgate_upstream::{HttpUpstream, UpstreamPolicy};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -54,11 +56,22 @@ fn prefixed(path: &Path, issues: &ConfigIssues) -> String {
         .join("\n")
 }
 
-/// Phase 1 (what `medgate check` runs): read, parse and validate without any I/O but the read.
+/// A validated config and the files it names, loaded.
+pub struct Loaded {
+    /// The validated config, ready to build.
+    pub plan: Plan,
+    /// The `[[code_maps]]` dictionaries.
+    pub code_maps: CodeMaps,
+}
+
+/// Phase 1 (what `medgate check` runs, and exactly what `serve` and a reload run before
+/// building): read, parse and validate the file, and load and check the files it names
+/// (code maps). No network I/O.
 ///
 /// # Errors
-/// The file cannot be read, or every problem in it, each naming its key.
-pub fn load(path: &Path) -> Result<Plan, StartupError> {
+/// The file cannot be read, or every problem in it, each naming its key (and for a named
+/// file, its line and column).
+pub fn load(path: &Path) -> Result<Loaded, StartupError> {
     let text = std::fs::read_to_string(path).map_err(|source| StartupError::Read {
         path: path.to_owned(),
         source,
@@ -68,7 +81,29 @@ pub fn load(path: &Path) -> Result<Plan, StartupError> {
         issues,
     };
     let config = Config::from_toml(&text).map_err(invalid)?;
-    crate::registry().validate(config).map_err(invalid)
+    let maps = CodeMaps::load(&config.code_maps);
+    let plan = crate::registry().validate(config);
+    let mut issues = Vec::new();
+    if let Ok(plan) = &plan {
+        // The files a source names (CA bundles, client certificates) are read and checked
+        // exactly as start-up will load them, so `check` and `serve` agree.
+        for (i, common) in plan.sources().enumerate() {
+            for issue in medgate_upstream::check_tls(common) {
+                issues.push(ConfigIssue::new(
+                    format!("sources[{i}] ({}).{}", common.name, issue.key),
+                    issue.message,
+                ));
+            }
+        }
+    }
+    match (plan, maps) {
+        (Ok(plan), Ok(code_maps)) if issues.is_empty() => Ok(Loaded { plan, code_maps }),
+        (plan, maps) => {
+            issues.extend(plan.err().into_iter().flat_map(|i| i.0));
+            issues.extend(maps.err().into_iter().flat_map(|i| i.0));
+            Err(invalid(ConfigIssues(issues)))
+        }
+    }
 }
 
 /// A built gateway, ready to serve.
@@ -88,7 +123,8 @@ pub struct Gateway {
 /// # Errors
 /// A demo listener cannot bind, the audit file cannot be opened, Redis is unreachable, or a
 /// source fails to build.
-pub async fn build(plan: Plan) -> Result<Gateway, StartupError> {
+pub async fn build(loaded: Loaded) -> Result<Gateway, StartupError> {
+    let plan = &loaded.plan;
     // Metrics recorded while building (breaker gauges) must reach the recorder.
     crate::observe::prometheus();
     let shutdown = CancellationToken::new();
@@ -114,7 +150,7 @@ pub async fn build(plan: Plan) -> Result<Gateway, StartupError> {
     };
     let client =
         medgate_upstream::shared_client().map_err(|e| StartupError::Client(e.to_string()))?;
-    let runtime = build_runtime(&plan, &client, &shutdown)?;
+    let runtime = build_runtime(&loaded, &client, &shutdown)?;
     Ok(Gateway {
         state: AppState::new(runtime, services),
         shutdown,
@@ -124,19 +160,33 @@ pub async fn build(plan: Plan) -> Result<Gateway, StartupError> {
 }
 
 fn build_runtime(
-    plan: &Plan,
+    loaded: &Loaded,
     client: &reqwest::Client,
     shutdown: &CancellationToken,
 ) -> Result<Runtime, StartupError> {
+    let plan = &loaded.plan;
+    // Sources with TLS options get their own client, built here once per config (a reload
+    // re-reads rotated certificates); the rest share the pooled client.
+    let mut upstreams: HashMap<String, Arc<dyn Upstream>> = HashMap::new();
+    for common in plan.sources() {
+        let upstream = HttpUpstream::for_source(common, client)
+            .map_err(|e| StartupError::Client(e.to_string()))?;
+        upstreams.insert(common.name.clone(), upstream);
+    }
     let upstream_for = |common: &SourceCommon| -> Arc<dyn Upstream> {
-        HttpUpstream::new(
-            common.name.clone(),
-            client.clone(),
-            UpstreamPolicy::from(common),
-        )
+        upstreams.get(&common.name).cloned().unwrap_or_else(|| {
+            HttpUpstream::new(
+                common.name.clone(),
+                client.clone(),
+                UpstreamPolicy::from(common),
+            )
+        })
     };
-    let catalog = plan.build(&upstream_for, shutdown)?;
+    let catalog = plan.build(&upstream_for, None, shutdown)?;
+    let transforms = Transforms::build(&catalog, &loaded.code_maps)
+        .map_err(|e| StartupError::Build(medgate_core::Error::Internal(e)))?;
     Ok(Runtime {
+        pipeline: Pipeline::new(Arc::new(transforms), shutdown.clone()),
         catalog,
         server: plan.config.server.clone(),
         access: Access::from_config(&plan.config),
@@ -167,8 +217,8 @@ impl Gateway {
     /// otherwise logs why and keeps serving the old ones. `[demo]`, `[audit]`, `[rate_limit]`
     /// and `[server].listen` take effect only on restart.
     pub fn reload(&self, path: &Path) -> Result<(), StartupError> {
-        let plan = load(path)?;
-        let runtime = build_runtime(&plan, &self.client, &self.shutdown)?;
+        let loaded = load(path)?;
+        let runtime = build_runtime(&loaded, &self.client, &self.shutdown)?;
         self.state.replace(runtime);
         Ok(())
     }

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use medgate_audit::AuditLog;
 use medgate_core::config::ServerConfig;
 use medgate_core::{Catalog, SourceHandle};
+use medgate_pipeline::Pipeline;
 use medgate_ratelimit::RateLimiter;
 
 use crate::access::Access;
@@ -20,6 +21,9 @@ use crate::problem::ApiError;
 pub struct Runtime {
     /// Sources and exporters.
     pub catalog: Catalog,
+    /// The data path every route takes: fetch-many → transforms (time zones, code maps) →
+    /// output. Built with this config's code maps, so a reload swaps them atomically too.
+    pub pipeline: Pipeline,
     /// `[server]`.
     pub server: ServerConfig,
     /// Partners.

@@ -56,8 +56,11 @@ async fn state() -> AppState {
             medgate_upstream::UpstreamPolicy::from(c),
         )
     };
-    let catalog = plan.build(&upstream_for, &Default::default()).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let catalog = plan.build(&upstream_for, None, &shutdown).unwrap();
+    let transforms = medgate_pipeline::Transforms::build(&catalog, &Default::default()).unwrap();
     let runtime = Runtime {
+        pipeline: medgate_pipeline::Pipeline::new(Arc::new(transforms), shutdown),
         catalog,
         server: plan.config.server.clone(),
         access: medgate::access::Access::from_config(&plan.config),

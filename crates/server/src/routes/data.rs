@@ -1,37 +1,80 @@
 //! `GET /v1/data/{source}` and `GET /v1/patients/{patient_id}/observations`.
+//!
+//! Both run the shared pipeline (time zones, code maps) and answer the flat JSON shape by
+//! default — one object per row of the tabular projection, the ten original keys first — or a
+//! FHIR R4 searchset Bundle when the partner asks for `application/fhir+json` (`Accept` header
+//! or `?_format=fhir+json`).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use futures::future::join_all;
-use medgate_core::{Error, FetchRequest, Observation, SourceHandle};
-use serde::{Deserialize, Serialize};
+use medgate_core::{Error, Observation, SourceHandle, Warning};
+use medgate_pipeline::{Request, Summary};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::access::Partner;
 use crate::audit::Access;
-use crate::fetch::{collect, validate_patient_id};
+use crate::fetch::validate_patient_id;
 use crate::problem::{problem_response, ApiError};
+use crate::routes::fhir::{self, Representation};
 use crate::routes::RequestId;
-use crate::state::AppState;
+use crate::state::{AppState, Runtime};
 
 /// Query of `/v1/data/{source}`.
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct DataQuery {
     /// The patient's id in the source (1-128 of A-Z a-z 0-9 - . _ : @ ~).
     patient_id: Option<String>,
+    /// `fhir+json` for a FHIR R4 Bundle (same as `Accept: application/fhir+json`), `json`
+    /// for the flat shape (the default).
+    #[serde(rename = "_format")]
+    #[param(rename = "_format")]
+    format: Option<String>,
+}
+
+/// Query of `/v1/patients/{patient_id}/observations`.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct FanOutQuery {
+    /// `fhir+json` for a FHIR R4 Bundle, `json` for the flat shape (the default).
+    #[serde(rename = "_format")]
+    #[param(rename = "_format")]
+    format: Option<String>,
+}
+
+/// Observations as flat rows (a panel's components are rows of their own).
+pub(crate) struct FlatRows<'a>(pub &'a [Observation]);
+
+impl Serialize for FlatRows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        for o in self.0 {
+            for row in medgate_core::rows(o) {
+                seq.serialize_element(&row)?;
+            }
+        }
+        seq.end()
+    }
+}
+
+/// Data-quality warnings of an answer: how many, and the first few with their positions.
+#[derive(Serialize)]
+pub(crate) struct Warnings<'a> {
+    count: u64,
+    first: &'a [Warning],
 }
 
 #[derive(Serialize)]
 struct OneSource<'a> {
     source: &'a str,
     patient_id: &'a str,
-    observations: &'a [Observation],
+    observations: FlatRows<'a>,
+    warnings: Warnings<'a>,
 }
 
 /// One patient's observations from one source.
@@ -40,13 +83,14 @@ struct OneSource<'a> {
         ("Request-Timeout" = Option<String>, Header, description = "Shorter time budget, e.g. 1500ms or 2s (capped by config)")),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "Normalized observations", body = crate::routes::openapi::SourceData),
-        (status = 400, description = "Missing or invalid patient_id", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Normalized observations (flat rows), or a FHIR R4 searchset Bundle for application/fhir+json", 
+            content((crate::routes::openapi::SourceData = "application/json"), (crate::routes::openapi::FhirBundle = "application/fhir+json"))),
+        (status = 400, description = "Missing or invalid patient_id or _format", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The partner may not read this source", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown source, or patient not found in the source", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Over the partner's rate limit (see Retry-After)", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Upstream failed or sent a malformed payload", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Upstream failed or sent a payload that is not well-formed", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Source unavailable: circuit open or too many calls (see Retry-After)", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 504, description = "Upstream timed out", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
     ))]
@@ -55,6 +99,7 @@ pub async fn one_source(
     Extension(partner): Extension<Arc<Partner>>,
     request_id: RequestId,
     headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<DataQuery>, QueryRejection>,
 ) -> Response {
@@ -64,9 +109,12 @@ pub async fn one_source(
     }
     if let Ok(Query(DataQuery {
         patient_id: Some(id),
+        ..
     })) = &query
     {
-        access = access.patients(vec![id.clone()]);
+        if validate_patient_id(id).is_ok() {
+            access = access.patients(vec![id.clone()]);
+        }
     }
     let result = async {
         let Path(source) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
@@ -74,51 +122,98 @@ pub async fn one_source(
         let runtime = state.runtime();
         let handle = runtime.source(&source)?;
         partner.check_source(&source)?;
+        let representation = fhir::representation(&headers, query.format.as_deref())?;
         let patient_id = query
             .patient_id
             .ok_or_else(|| ApiError::BadRequest("query parameter patient_id is required".into()))?;
         validate_patient_id(&patient_id)?;
         let deadline = crate::budget::deadline(&headers, &runtime.server)?;
-        let request = FetchRequest {
-            patient_id,
-            request_id: request_id.as_str().to_owned(),
-            deadline: Some(deadline),
+        let (observations, summary) = fetch_one_patient(
+            &runtime,
+            vec![handle.clone()],
+            &patient_id,
+            &request_id,
+            deadline,
+        )
+        .await?;
+        // One source: a failure, even after some rows, means the answer would be incomplete.
+        if summary.failed > 0 {
+            return Err(first_failure(&summary));
+        }
+        let records = observations.len() as u64;
+        let response = match representation {
+            Representation::Fhir => fhir::search_bundle(
+                &headers,
+                &runtime,
+                uri.path_and_query().map_or("", |p| p.as_str()),
+                &observations,
+                &fhir::issues_of(&summary),
+            ),
+            Representation::Flat => {
+                let first = first_warnings(&summary);
+                json_response(
+                    StatusCode::OK,
+                    &OneSource {
+                        source: &handle.info.name,
+                        patient_id: &patient_id,
+                        observations: FlatRows(&observations),
+                        warnings: Warnings {
+                            count: summary.warnings,
+                            first: &first,
+                        },
+                    },
+                )
+            }
         };
-        let observations = collect_by(handle, &request, deadline).await?;
-        let body = OneSource {
-            source: &handle.info.name,
-            patient_id: &request.patient_id,
-            observations: &observations,
-        };
-        Ok((
-            json_response(StatusCode::OK, &body),
-            observations.len() as u64,
-        ))
+        Ok((response, records))
     }
     .await;
     access.respond(result).await
 }
 
-/// Collects, ending at `deadline` even if a plugin ignores it.
-async fn collect_by(
-    handle: &SourceHandle,
-    request: &FetchRequest,
-    deadline: Instant,
-) -> Result<Vec<Observation>, Error> {
-    match tokio::time::timeout_at(deadline.into(), collect(handle, request)).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::Timeout {
-            name: handle.info.name.clone(),
-            after: deadline.saturating_duration_since(Instant::now()),
-        }),
-    }
+/// Runs the pipeline for one patient over `sources` within `deadline` and collects.
+pub(crate) async fn fetch_one_patient(
+    runtime: &Runtime,
+    sources: Vec<SourceHandle>,
+    patient_id: &str,
+    request_id: &RequestId,
+    deadline: std::time::Instant,
+) -> Result<(Vec<Observation>, Summary), ApiError> {
+    let concurrency = sources.len();
+    let mut request = Request::new(sources, vec![patient_id.to_owned()], request_id.as_str());
+    request.deadline = Some(deadline);
+    request.fetch_budget = deadline.saturating_duration_since(std::time::Instant::now());
+    request.concurrency = concurrency;
+    let (observations, summary) = runtime.pipeline.run(request).collect().await?;
+    Ok((observations, summary.snapshot()))
+}
+
+/// The error of the first failed fetch.
+fn first_failure(summary: &Summary) -> ApiError {
+    summary.failures.first().map_or_else(
+        || ApiError::Core(Error::Internal("the fetch failed without a reason".into())),
+        |f| ApiError::Core(Error::clone(&f.failure.error)),
+    )
+}
+
+/// The first warnings of every source, in source order.
+pub(crate) fn first_warnings(summary: &Summary) -> Vec<Warning> {
+    summary
+        .sources
+        .values()
+        .flat_map(|s| s.first_warnings.iter().cloned())
+        .take(medgate_pipeline::summary::MAX_WARNINGS)
+        .collect()
 }
 
 #[derive(Serialize)]
-struct SourceStatus {
-    source: String,
+struct SourceStatus<'a> {
+    source: &'a str,
     status: &'static str,
-    observations: usize,
+    observations: u64,
+    warnings: u64,
+    #[serde(skip_serializing_if = "<[Warning]>::is_empty")]
+    first_warnings: &'a [Warning],
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<Value>,
 }
@@ -126,19 +221,21 @@ struct SourceStatus {
 #[derive(Serialize)]
 struct AllSources<'a> {
     patient_id: &'a str,
-    sources: Vec<SourceStatus>,
-    observations: Vec<Observation>,
+    sources: Vec<SourceStatus<'a>>,
+    observations: FlatRows<'a>,
 }
 
 /// One patient's observations from every source the partner may read, fetched concurrently.
 #[utoipa::path(get, path = "/v1/patients/{patient_id}/observations", tag = "data",
-    params(("patient_id" = String, Path, description = "The patient's id"),
+    params(("patient_id" = String, Path, description = "The patient's id"), FanOutQuery,
         ("Request-Timeout" = Option<String>, Header, description = "Shorter time budget, e.g. 1500ms or 2s (capped by config)")),
     security(("api_key" = [])),
     responses(
-        (status = 200, description = "Observations from every source that answered within the budget, with each source's status; a failing source gives partial results", body = crate::routes::openapi::PatientData),
-        (status = 400, description = "Invalid patient_id", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Observations from every source that answered within the budget, with each source's status and warnings; a failing source gives partial results", 
+            content((crate::routes::openapi::PatientData = "application/json"), (crate::routes::openapi::FhirBundle = "application/fhir+json"))),
+        (status = 400, description = "Invalid patient_id or _format", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The partner may not read any source", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No source knows the patient", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Over the partner's rate limit", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 502, description = "Every source failed", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
@@ -148,7 +245,9 @@ pub async fn all_sources(
     Extension(partner): Extension<Arc<Partner>>,
     request_id: RequestId,
     headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<FanOutQuery>, QueryRejection>,
 ) -> Response {
     let mut access = Access::new(
         &state,
@@ -157,91 +256,100 @@ pub async fn all_sources(
         "/v1/patients/{patient_id}/observations",
     );
     if let Ok(Path(id)) = &path {
-        access = access.patients(vec![id.clone()]);
+        if validate_patient_id(id).is_ok() {
+            access = access.patients(vec![id.clone()]);
+        }
     }
     let result = async {
         let Path(patient_id) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
         validate_patient_id(&patient_id)?;
+        let representation = fhir::representation(&headers, query.format.as_deref())?;
         let runtime = state.runtime();
         let deadline = crate::budget::deadline(&headers, &runtime.server)?;
-        let request = FetchRequest {
-            patient_id,
-            request_id: request_id.as_str().to_owned(),
-            deadline: Some(deadline),
-        };
-        let readable: Vec<&SourceHandle> = runtime
+        let readable: Vec<SourceHandle> = runtime
             .catalog
             .sources()
             .iter()
             .filter(|h| partner.check_source(&h.info.name).is_ok())
+            .cloned()
             .collect();
-        let results = join_all(readable.iter().map(|h| collect_by(h, &request, deadline))).await;
-        Ok(merge(&request.patient_id, &readable, results))
+        if readable.is_empty() {
+            return Ok((all_failed(&Summary::default(), &[]), 0));
+        }
+        let names: Vec<String> = readable.iter().map(|h| h.info.name.clone()).collect();
+        let (observations, summary) =
+            fetch_one_patient(&runtime, readable, &patient_id, &request_id, deadline).await?;
+        let statuses = statuses(&summary, &names);
+        if statuses.iter().all(|s| s.status == "error") {
+            return Ok((all_failed(&summary, &statuses), 0));
+        }
+        let records = observations.len() as u64;
+        let response = match representation {
+            Representation::Fhir => fhir::search_bundle(
+                &headers,
+                &runtime,
+                uri.path_and_query().map_or("", |p| p.as_str()),
+                &observations,
+                &fhir::issues_of(&summary),
+            ),
+            Representation::Flat => json_response(
+                StatusCode::OK,
+                &AllSources {
+                    patient_id: &patient_id,
+                    sources: statuses,
+                    observations: FlatRows(&observations),
+                },
+            ),
+        };
+        Ok((response, records))
     }
     .await;
     access.respond(result).await
 }
 
-/// Builds the fan-out answer: 200 with partial results unless every source failed.
-fn merge(
-    patient_id: &str,
-    handles: &[&SourceHandle],
-    results: Vec<Result<Vec<Observation>, Error>>,
-) -> (Response, u64) {
-    let mut sources = Vec::with_capacity(results.len());
-    let mut observations = Vec::new();
-    let mut errors = Vec::new();
-    for (handle, result) in handles.iter().zip(results) {
-        let name = handle.info.name.clone();
-        match result {
-            Ok(rows) => {
-                sources.push(SourceStatus {
-                    source: name,
-                    status: "ok",
-                    observations: rows.len(),
-                    error: None,
-                });
-                observations.extend(rows);
+/// Each source's status, in the order asked.
+fn statuses<'a>(summary: &'a Summary, names: &'a [String]) -> Vec<SourceStatus<'a>> {
+    names
+        .iter()
+        .map(|name| {
+            let totals = summary.sources.get(name);
+            let failure = summary
+                .failures
+                .iter()
+                .find(|f| &f.source == name)
+                .map(|f| ApiError::Core(Error::clone(&f.failure.error)).problem());
+            SourceStatus {
+                source: name,
+                status: if failure.is_some() { "error" } else { "ok" },
+                observations: totals.map_or(0, |t| t.rows),
+                warnings: totals.map_or(0, |t| t.warnings),
+                first_warnings: totals.map_or(&[], |t| t.first_warnings.as_slice()),
+                error: failure,
             }
-            Err(e) => {
-                let e = ApiError::from(e);
-                sources.push(SourceStatus {
-                    source: name,
-                    status: "error",
-                    observations: 0,
-                    error: Some(e.problem()),
-                });
-                errors.push(e);
-            }
-        }
-    }
-    if errors.len() == sources.len() {
-        return (all_failed(&errors, &sources), 0);
-    }
-    let records = observations.len() as u64;
-    let body = AllSources {
-        patient_id,
-        sources,
-        observations,
-    };
-    (json_response(StatusCode::OK, &body), records)
+        })
+        .collect()
 }
 
-/// Every source failed: 404 when none knows the patient, else 502, with each source's status.
-fn all_failed(errors: &[ApiError], sources: &[SourceStatus]) -> Response {
-    let not_found =
-        !errors.is_empty() && errors.iter().all(|e| e.status() == StatusCode::NOT_FOUND);
-    let (status, kind, detail) = if not_found {
-        (
-            StatusCode::NOT_FOUND,
-            "patient-not-found",
-            "patient not found in any source",
-        )
-    } else if errors.is_empty() {
+/// Every source failed: 404 when none knows the patient, 403 when the partner may read none,
+/// else 502, with each source's status.
+fn all_failed(summary: &Summary, sources: &[SourceStatus<'_>]) -> Response {
+    let not_found = !summary.failures.is_empty()
+        && summary
+            .failures
+            .iter()
+            .all(|f| matches!(*f.failure.error, Error::PatientNotFound { .. }));
+    let (status, kind, detail) = if sources.is_empty() {
         (
             StatusCode::FORBIDDEN,
             "forbidden",
             "the partner may not read any source",
+        )
+    } else if not_found {
+        (
+            StatusCode::NOT_FOUND,
+            "patient-not-found",
+            "patient not found in any source",
         )
     } else {
         (

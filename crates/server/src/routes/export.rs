@@ -1,26 +1,31 @@
-//! `GET /v1/export`: streaming downloads in any enabled format.
+//! `GET /v1/export`: streaming downloads in any enabled format, through the shared pipeline.
+//!
+//! The download waits for the run's first observation, so a request that cannot produce
+//! anything (unknown patient everywhere, upstream down) is still a problem response. After
+//! that, one patient failing is recorded in the audit entry and the download goes on; with
+//! `on_error=fail` the transfer is cut at the first failure instead. The exporter runs in its
+//! own task, writing into a bounded pipe whose read side is the response body.
 
 use std::io;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
-use std::time::{Duration, Instant};
-
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Extension;
-use futures::{stream, FutureExt, StreamExt};
-use medgate_core::{Error, Exporter, FetchRequest, ObservationStream, SourceHandle};
+use futures::{stream, StreamExt};
+use medgate_core::{Error, Exporter, ObservationStream, SourceHandle};
+use medgate_pipeline::{OnError, SummaryHandle};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
 use crate::access::Partner;
 use crate::audit::Access;
-use crate::fetch::{fetch, stop_after_error, validate_patient_id};
+use crate::fetch::validate_patient_id;
 use crate::problem::ApiError;
 use crate::routes::RequestId;
 use crate::state::AppState;
@@ -31,25 +36,35 @@ const PIPE_BYTES: usize = 64 * 1024;
 /// Query of `/v1/export`.
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ExportQuery {
-    /// Configured source name.
+    /// One or more configured source names, comma-separated; each patient's observations
+    /// come from them in this order.
     source: Option<String>,
     /// One or more patient ids, comma-separated, exported in this order.
     patient_id: Option<String>,
     /// An enabled export format (see `GET /v1/sources`).
     format: Option<String>,
+    /// `skip` (default): a patient that fails is left out and recorded in the audit trail;
+    /// `fail`: the transfer is cut at the first failure.
+    on_error: Option<String>,
 }
 
-/// Downloads observations of one or more patients from one source as a file.
+/// Downloads observations of one or more patients from one or more sources as a file.
 ///
-/// The body streams as rows arrive. Errors found before the first byte are problem responses;
-/// an upstream failing midway aborts the transfer, so a partial file never looks complete.
+/// The body streams as rows arrive. Errors found before the first row are problem responses;
+/// a failure after it either skips the patient (default) or cuts the transfer, so a partial
+/// file never looks complete.
 #[utoipa::path(get, path = "/v1/export", tag = "export",
     params(ExportQuery),
+    security(("api_key" = [])),
     responses(
         (status = 200, description = "The file, as an attachment in the format's content type"),
         (status = 400, description = "Missing parameter, invalid patient id or unsupported format (the problem lists enabled formats)", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown source, or a patient not found in it", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The partner may not read a source or download the format", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown source, or no patient found", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the partner's rate limit (see Retry-After)", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 502, description = "Upstream failed", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Source unavailable (see Retry-After)", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 504, description = "Upstream timed out", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn download(
@@ -64,13 +79,29 @@ pub async fn download(
             access = access.source(source);
         }
         if let Some(ids) = &q.patient_id {
-            access = access.patients(ids.split(',').map(|s| s.trim().to_owned()).collect());
+            let max = state.runtime().server.max_export_patients;
+            let valid: Vec<String> = ids
+                .split(',')
+                .map(str::trim)
+                .filter(|id| validate_patient_id(id).is_ok())
+                .take(max)
+                .map(str::to_owned)
+                .collect();
+            access = access.patients(valid);
         }
     }
     match start_export(&state, &partner, &request_id, query).await {
-        Ok((handle, exporter, rows)) => attachment(&handle, exporter, rows, access),
+        Ok(started) => attachment(started, access),
         Err(e) => access.respond(Err(e)).await,
     }
+}
+
+/// A download ready to stream.
+struct Started {
+    filename: String,
+    exporter: Arc<dyn Exporter>,
+    rows: ObservationStream,
+    summary: SummaryHandle,
 }
 
 /// Everything up to the first row: checks, permissions, and the first fetch.
@@ -79,11 +110,16 @@ async fn start_export(
     partner: &Partner,
     request_id: &RequestId,
     query: Result<Query<ExportQuery>, QueryRejection>,
-) -> Result<(SourceHandle, Arc<dyn Exporter>, ObservationStream), ApiError> {
+) -> Result<Started, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let source = required(query.source, "source")?;
+    let sources = required(query.source, "source")?;
     let format = required(query.format, "format")?;
     let patients = required(query.patient_id, "patient_id")?;
+    let on_error = match query.on_error.as_deref() {
+        None | Some("skip") => OnError::Skip,
+        Some("fail") => OnError::Stop,
+        Some(_) => return Err(ApiError::BadRequest("on_error must be skip or fail".into())),
+    };
     let runtime = state.runtime();
     let exporter =
         runtime
@@ -99,30 +135,47 @@ async fn start_export(
                     .map(String::from)
                     .collect(),
             })?;
-    let handle = runtime.source(&source)?.clone();
-    partner.check_source(&source)?;
+    let handles = parse_sources(&runtime, partner, &sources)?;
     partner.check_format(&format)?;
     let patients = parse_patients(&patients, runtime.server.max_export_patients)?;
-    let budget = Duration::from_millis(runtime.server.request_timeout_ms);
-    let mut rows = rows_of(
-        handle.clone(),
-        patients,
-        request_id.clone(),
-        runtime.server.export_concurrency,
-        budget,
-    );
-    // Surface an early failure (unknown patient, upstream down) as a proper problem response.
-    let first = rows.next().await;
-    if let Some(Err(e)) = first {
-        return Err(e.into());
-    }
-    Ok((handle, exporter, stream::iter(first).chain(rows).boxed()))
+    let names: Vec<&str> = handles.iter().map(|h| h.info.name.as_str()).collect();
+    let filename = format!("medgate-{}.{}", names.join("-"), exporter.extension());
+    let mut request = medgate_pipeline::Request::new(handles, patients, request_id.as_str());
+    request.fetch_budget = Duration::from_millis(runtime.server.request_timeout_ms);
+    request.concurrency = runtime.server.export_concurrency;
+    request.on_error = on_error;
+    let run = runtime.pipeline.run(request).ready().await?;
+    Ok(Started {
+        filename,
+        exporter,
+        rows: run.rows,
+        summary: run.summary,
+    })
 }
 
 fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
     value
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ApiError::BadRequest(format!("query parameter {name} is required")))
+}
+
+fn parse_sources(
+    runtime: &crate::state::Runtime,
+    partner: &Partner,
+    list: &str,
+) -> Result<Vec<SourceHandle>, ApiError> {
+    let mut handles: Vec<SourceHandle> = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        let handle = runtime.source(name)?;
+        partner.check_source(name)?;
+        if handles.iter().any(|h| h.info.name == name) {
+            return Err(ApiError::BadRequest(format!(
+                "source {name} is listed twice"
+            )));
+        }
+        handles.push(handle.clone());
+    }
+    Ok(handles)
 }
 
 fn parse_patients(list: &str, max: usize) -> Result<Vec<String>, ApiError> {
@@ -140,80 +193,48 @@ fn parse_patients(list: &str, max: usize) -> Result<Vec<String>, ApiError> {
     Ok(ids)
 }
 
-/// All patients' rows in the order asked, fetching up to `concurrency` patients ahead; each
-/// patient's fetch has `budget`.
-fn rows_of(
-    handle: SourceHandle,
-    patients: Vec<String>,
-    request_id: RequestId,
-    concurrency: usize,
-    budget: Duration,
-) -> ObservationStream {
-    let per_patient = stream::iter(patients)
-        .map(move |patient_id| {
-            let handle = handle.clone();
-            let request = FetchRequest {
-                patient_id,
-                request_id: request_id.as_str().to_owned(),
-                deadline: Some(Instant::now() + budget),
-            };
-            async move { fetch(&handle, &request).await }
-        })
-        .buffered(concurrency.max(1))
-        .flat_map(|fetched| match fetched {
-            Ok(rows) => rows,
-            Err(e) => stream::once(async { Err(e) }).boxed(),
-        });
-    stop_after_error(per_patient.boxed())
-}
-
 /// Runs the exporter in its own task, writing into a pipe that becomes the response body.
-fn attachment(
-    handle: &SourceHandle,
-    exporter: Arc<dyn Exporter>,
-    rows: ObservationStream,
-    access: Access,
-) -> Response {
+fn attachment(started: Started, access: Access) -> Response {
+    let Started {
+        filename,
+        exporter,
+        rows,
+        summary,
+    } = started;
     let (mut writer, reader) = tokio::io::duplex(PIPE_BYTES);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), Error>>();
     let export = exporter.clone();
     tokio::spawn(async move {
-        let counted = CountRows::new(rows);
-        let counter = counted.counter();
-        let outcome = match AssertUnwindSafe(export.export(counted.boxed(), &mut writer))
-            .catch_unwind()
-            .await
-        {
-            Ok(Ok(summary)) => {
-                tracing::info!(
-                    rows = summary.rows,
-                    format = export.format(),
-                    "export finished"
-                );
-                Ok(())
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::Internal(format!(
-                "exporter {} failed unexpectedly",
-                export.format()
-            ))),
-        };
-        if let Err(e) = &outcome {
-            tracing::warn!(error = %e, format = export.format(), "export aborted");
-        }
-        // The entry is written before the body's end is released to the client.
-        let (status, kind) = match &outcome {
+        let exported = medgate_pipeline::export(&export, rows, &mut writer).await;
+        let totals = summary.snapshot();
+        let (status, outcome) = match &exported.result {
+            Ok(()) if totals.failed > 0 => (StatusCode::OK, "partial"),
             Ok(()) => (StatusCode::OK, "ok"),
             Err(e) => (ApiError::status_of(e), e.kind()),
         };
-        let records = counter.load(std::sync::atomic::Ordering::Relaxed);
-        let outcome = match access.finish(status, kind, records).await {
-            Ok(()) => outcome,
+        match &exported.result {
+            Ok(()) => tracing::info!(
+                observations = exported.observations,
+                rows = exported.rows.unwrap_or(0),
+                patients = totals.patients,
+                failed_fetches = totals.failed,
+                format = export.format(),
+                "export finished"
+            ),
+            Err(e) => tracing::warn!(error = %e, format = export.format(), "export aborted"),
+        }
+        // The entry is written before the body's end is released to the client.
+        let result = match access
+            .with_summary(&totals)
+            .finish(status, outcome, exported.observations)
+            .await
+        {
+            Ok(()) => exported.result,
             Err(_) => Err(Error::Internal("audit trail unavailable".into())),
         };
         let _ = writer.shutdown().await;
         drop(writer);
-        let _ = done_tx.send(outcome);
+        let _ = done_tx.send(result);
     });
     // After the pipe drains, a failed export turns into a body error: the connection is cut
     // instead of ending cleanly, so clients cannot mistake a partial file for a whole one.
@@ -226,7 +247,6 @@ fn attachment(
     .filter_map(|item| async move { item });
     let body = Body::from_stream(ReaderStream::new(reader).chain(tail));
 
-    let filename = format!("medgate-{}.{}", handle.info.name, exporter.extension());
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
@@ -238,39 +258,4 @@ fn attachment(
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// Counts the rows that pass through, for the audit entry.
-struct CountRows {
-    inner: ObservationStream,
-    count: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl CountRows {
-    fn new(inner: ObservationStream) -> Self {
-        CountRows {
-            inner,
-            count: Arc::default(),
-        }
-    }
-
-    fn counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
-        self.count.clone()
-    }
-}
-
-impl futures::Stream for CountRows {
-    type Item = medgate_core::Result<medgate_core::Observation>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        let polled = self.inner.poll_next_unpin(cx);
-        if let std::task::Poll::Ready(Some(Ok(_))) = &polled {
-            self.count
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        polled
-    }
 }

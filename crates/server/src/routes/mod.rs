@@ -2,6 +2,7 @@
 
 mod data;
 mod export;
+pub mod fhir;
 pub mod openapi;
 mod request_id;
 mod sources;
@@ -40,8 +41,19 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::guard::partner_guard,
         ));
+    let fhir_guarded = Router::new()
+        .route("/fhir/Observation", get(fhir::search))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::guard::partner_guard,
+        ));
+    let fhir = Router::new()
+        .merge(fhir_guarded)
+        .route("/fhir/metadata", get(fhir::metadata))
+        .layer(middleware::from_fn(fhir::fhir_errors));
     Router::new()
         .merge(v1)
+        .merge(fhir)
         .route("/openapi.json", get(openapi::document))
         .route("/metrics", get(crate::observe::render))
         .route("/healthz", get(crate::observe::healthz))
