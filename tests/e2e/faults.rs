@@ -240,7 +240,7 @@ async fn retries_only_retryable_failures_and_stop_at_the_limit() {
         crate::util::OBS as usize
     );
     assert_eq!(up.calls.load(Ordering::SeqCst), 3);
-    let metrics = gw.get("/metrics").await.text().await.unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("medgate_upstream_retries_total{source=\"flaky\"} 2"),
         "{metrics}"
@@ -331,11 +331,8 @@ async fn the_breaker_opens_fails_fast_then_closes_after_a_good_trial() {
         .clone();
     assert_eq!(brk["circuit"], "open");
     assert!(gw
-        .get("/metrics")
+        .metrics()
         .await
-        .text()
-        .await
-        .unwrap()
         .contains("medgate_breaker_state{source=\"brk\"} 2"));
 
     up.healthy.store(true, Ordering::SeqCst);

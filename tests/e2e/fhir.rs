@@ -90,12 +90,8 @@ fn seen(o: &R4) -> Vec<String> {
     for r in &o.reference_range {
         lines.push(format!(
             "range {} .. {} {:?}",
-            r.low
-                .as_deref()
-                .map_or(String::new(), quantity),
-            r.high
-                .as_deref()
-                .map_or(String::new(), quantity),
+            r.low.as_deref().map_or(String::new(), quantity),
+            r.high.as_deref().map_or(String::new(), quantity),
             r.text.as_ref().and_then(|t| t.value.clone())
         ));
     }
@@ -711,12 +707,7 @@ async fn code_maps_and_time_zones_apply_on_every_path_and_swap_on_reload() {
     assert_eq!(&first[5], "2345-7");
     assert_eq!(&first[9], "2024-03-01T07:58:00+08:00");
 
-    let metrics = reqwest::get(format!("{}/metrics", gw.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics
             .lines()

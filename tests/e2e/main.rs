@@ -7,6 +7,7 @@ mod errors;
 mod export;
 mod faults;
 mod fhir;
+mod hardening;
 mod ops;
 mod partners;
 mod util;

@@ -62,9 +62,18 @@ async fn missing_or_unknown_keys_are_401_with_a_challenge() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    // Health, readiness, metrics and the API description need no key.
-    for open in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+    // Health, readiness and the API description need no key; metrics (they name every
+    // source and partner) are on the operators' listener only.
+    for open in ["/healthz", "/readyz", "/openapi.json"] {
         assert_eq!(get_as(&gw, None, open).await.status(), 200, "{open}");
+    }
+    let metrics = get_as(&gw, None, "/metrics").await;
+    assert_eq!(metrics.status(), 404);
+    assert_eq!(header(&metrics, "content-type"), "application/problem+json");
+    assert!(!metrics.text().await.unwrap().contains("partner"));
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        let response = reqwest::get(format!("{}{open}", gw.ops)).await.unwrap();
+        assert_eq!(response.status(), 200, "{open} on the operators' listener");
     }
 }
 
@@ -133,7 +142,7 @@ async fn over_the_rate_limit_is_429_with_retry_after() {
         200,
         "the bucket refills"
     );
-    let metrics = get_as(&gw, None, "/metrics").await.text().await.unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("medgate_rate_limit_rejections_total{partner=\"slowpoke\"} 2"),
         "{metrics}"

@@ -39,6 +39,8 @@ pub const KEY: &str = "test-key-0123456789";
 /// A running gateway and what it fronts.
 pub struct Gateway {
     pub base: String,
+    /// The operators' listener (health, readiness, metrics).
+    pub ops: String,
     /// Sends the `test` partner's key on every request.
     pub client: reqwest::Client,
     pub workload: Arc<Workload>,
@@ -50,6 +52,16 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The operators' `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.ops))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// GETs `path` (starting with `/`).
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
@@ -101,6 +113,15 @@ pub async fn start(extra_sources: &str) -> Gateway {
 
 /// [`start`] with `faulty` serving `{faulty}`.
 pub async fn start_with(extra_sources: &str, faulty: Router) -> Gateway {
+    start_full("", extra_sources, faulty).await
+}
+
+/// [`start`] with more `[server]` keys (one per line).
+pub async fn start_with_server(server: &str, extra_sources: &str) -> Gateway {
+    start_full(server, extra_sources, crate::errors::faulty_upstream()).await
+}
+
+async fn start_full(server: &str, extra_sources: &str, faulty: Router) -> Gateway {
     let workload = workload();
     let his = serve_router(medgate_demo::his_router(workload.clone())).await;
     let wearable = serve_router(medgate_demo::wearable_router(workload.clone())).await;
@@ -110,6 +131,7 @@ pub async fn start_with(extra_sources: &str, faulty: Router) -> Gateway {
 [server]
 listen = "127.0.0.1:0"
 max_export_patients = 50
+{server}
 
 [[sources]]
 name = "his"
@@ -160,13 +182,19 @@ pub async fn start_with_config(config: &str, workload: Arc<Workload>) -> Gateway
             .await
             .expect("build gateway"),
     );
-    let listener = TcpListener::bind("127.0.0.1:0")
+    let api = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind gateway");
-    let addr = listener.local_addr().expect("addr");
+    let addr = api.local_addr().expect("addr");
+    let ops = TcpListener::bind("127.0.0.1:0").await.expect("bind ops");
+    let ops_addr = ops.local_addr().expect("ops addr");
+    let listeners = medgate::startup::Listeners {
+        api,
+        ops: Some(ops),
+    };
     tokio::spawn(medgate::startup::serve(
         handle.clone(),
-        listener,
+        listeners,
         std::future::pending(),
     ));
     let mut headers = reqwest::header::HeaderMap::new();
@@ -181,6 +209,7 @@ pub async fn start_with_config(config: &str, workload: Arc<Workload>) -> Gateway
         .expect("client");
     Gateway {
         base: format!("http://{addr}"),
+        ops: format!("http://{ops_addr}"),
         client,
         workload,
         audit,

@@ -233,6 +233,18 @@ pub struct ServerConfig {
     /// Most client connections open at once; beyond it new ones are closed at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Downloads streaming at once, across every partner; beyond it new ones get 503.
+    #[serde(default = "default_max_concurrent_exports")]
+    pub max_concurrent_exports: usize,
+    /// A second listener for operators: `/healthz`, `/readyz` and `/metrics`, with its own
+    /// connections, so health checks keep answering when the API's connection cap is full.
+    /// `/metrics` is served here; on the API listener only with `metrics_token_env`.
+    #[serde(default)]
+    pub ops_listen: Option<SocketAddr>,
+    /// Environment variable holding a bearer token that also opens `/metrics` on the API
+    /// listener (for scrapers that cannot reach `ops_listen`).
+    #[serde(default)]
+    pub metrics_token_env: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -249,6 +261,9 @@ impl Default for ServerConfig {
             header_read_timeout_ms: default_header_read_timeout_ms(),
             idle_timeout_ms: default_idle_timeout_ms(),
             max_connections: default_max_connections(),
+            max_concurrent_exports: default_max_concurrent_exports(),
+            ops_listen: None,
+            metrics_token_env: None,
         }
     }
 }
@@ -279,6 +294,9 @@ fn default_idle_timeout_ms() -> u64 {
 }
 fn default_max_connections() -> usize {
     10_000
+}
+fn default_max_concurrent_exports() -> usize {
+    16
 }
 
 /// `[demo]`: simulated upstreams with deterministic synthetic patients.
@@ -580,9 +598,45 @@ const PATIENT_ID_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_AL
 
 /// The URL for one patient: `template` (checked by [`check_url_template`]) with its
 /// `{patient_id}` replaced by the percent-encoded id.
+///
+/// The id must have passed [`check_patient_id`]: the dot segments `.` and `..` (which URL
+/// parsers remove or resolve, encoded or not) are refused there.
 pub fn fill_url_template(template: &str, patient_id: &str) -> String {
     let encoded = percent_encoding::utf8_percent_encode(patient_id, PATIENT_ID_ENCODE).to_string();
     template.replace("{patient_id}", &encoded)
+}
+
+/// Longest patient id accepted.
+pub const MAX_PATIENT_ID_LEN: usize = 128;
+
+/// Checks a patient id as partners and pushed reports give it: 1–128 ASCII letters, digits or
+/// `-._:@~`, and not the dot segments `.` or `..`. The one rule for every entry point.
+///
+/// # Errors
+/// What is wrong, without echoing the id.
+pub fn check_patient_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("patient_id is empty".into());
+    }
+    if id.len() > MAX_PATIENT_ID_LEN {
+        return Err(format!(
+            "patient_id is longer than {MAX_PATIENT_ID_LEN} characters"
+        ));
+    }
+    if id == "." || id == ".." {
+        // A dot segment would be normalised away by URL parsers and change the upstream path.
+        return Err("patient_id may not be `.` or `..`".into());
+    }
+    if let Some(pos) = id
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || b"-._:@~".contains(&b)))
+    {
+        return Err(format!(
+            "patient_id has a character that is not allowed at position {}; allowed: A-Z a-z 0-9 - . _ : @ ~",
+            pos + 1
+        ));
+    }
+    Ok(())
 }
 
 /// Checks an `http(s)` URL template containing `{patient_id}`; for plugins' `url` keys.
@@ -654,12 +708,6 @@ pub(crate) fn check_access(
                 ));
             }
         }
-        if p.rate_per_second == 0 || p.burst == 0 || p.max_concurrency == 0 {
-            issues.push(ConfigIssue::new(
-                &label,
-                "rate_per_second, burst and max_concurrency must be greater than 0",
-            ));
-        }
     }
     let redis_env = std::env::var_os("MEDGATE_REDIS_URL").is_some();
     if config.rate_limit.backend == RateLimitBackend::Redis
@@ -672,16 +720,35 @@ pub(crate) fn check_access(
         ));
     }
     let s = &config.server;
-    if s.request_timeout_ms == 0 || s.request_timeout_ms > s.max_request_timeout_ms {
+    if s.request_timeout_ms > s.max_request_timeout_ms {
         issues.push(ConfigIssue::new(
             "server.request_timeout_ms",
-            "must be greater than 0 and at most server.max_request_timeout_ms",
+            "must be at most server.max_request_timeout_ms",
         ));
     }
-    if s.max_export_patients == 0 || s.export_concurrency == 0 {
+    if let Some(var) = &s.metrics_token_env {
+        match std::env::var(var) {
+            Ok(token) if token.len() >= 16 => {}
+            Ok(_) => issues.push(ConfigIssue::new(
+                "server.metrics_token_env",
+                format!("environment variable {var} must hold at least 16 characters"),
+            )),
+            Err(_) => issues.push(ConfigIssue::new(
+                "server.metrics_token_env",
+                format!("environment variable {var} is not set"),
+            )),
+        }
+    }
+    if s.ops_listen.is_some() && s.ops_listen == Some(s.listen) && s.listen.port() != 0 {
         issues.push(ConfigIssue::new(
-            "server",
-            "max_export_patients and export_concurrency must be greater than 0",
+            "server.ops_listen",
+            "must differ from server.listen",
+        ));
+    }
+    if s.tls_cert.is_some() != s.tls_key.is_some() {
+        issues.push(ConfigIssue::new(
+            "server.tls_cert",
+            "tls_cert and tls_key are given together (the certificate chain and its key)",
         ));
     }
     if let Some(key) = config.demo.as_ref().and_then(|d| d.api_key.as_ref()) {
@@ -717,6 +784,49 @@ mod tests {
             fill_url_template("http://h/{patient_id}", "P-1.2_3~"),
             "http://h/P-1.2_3~"
         );
+    }
+
+    #[test]
+    fn no_patient_id_changes_the_url_outside_its_placeholder() {
+        // Every short id over an alphabet of the characters that matter, plus hostile ones.
+        let alphabet = [
+            'a', '.', '/', '?', '#', '%', ':', '@', '~', ' ', '&', '\\', 'é',
+        ];
+        let mut ids: Vec<String> = vec![String::new()];
+        for _ in 0..3 {
+            let longer: Vec<String> = ids
+                .iter()
+                .flat_map(|id| alphabet.iter().map(move |c| format!("{id}{c}")))
+                .collect();
+            ids.extend(longer);
+        }
+        for template in [
+            "http://h:1/fhir/{patient_id}/Observation?x=1",
+            "http://h:1/obs?patient={patient_id}&y=2",
+        ] {
+            let (before, after) = template.split_once("{patient_id}").unwrap();
+            // Dot segments are refused by `check_patient_id` before any URL is built.
+            for id in ids
+                .iter()
+                .filter(|i| !i.is_empty() && *i != "." && *i != "..")
+            {
+                let url = url::Url::parse(&fill_url_template(template, id)).unwrap();
+                let text = url.as_str();
+                assert!(text.starts_with(before), "{id:?}: {text}");
+                assert!(text.ends_with(after), "{id:?}: {text}");
+                let middle = &text[before.len()..text.len() - after.len()];
+                assert!(
+                    middle
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)),
+                    "{id:?}: {middle}"
+                );
+                let decoded = percent_encoding::percent_decode_str(middle)
+                    .decode_utf8()
+                    .unwrap();
+                assert_eq!(decoded, id.as_str());
+            }
+        }
     }
 
     #[test]

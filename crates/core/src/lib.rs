@@ -19,6 +19,7 @@
 //! Design decision: this crate knows nothing of axum or of any HTTP library. Data flows as
 //! `Stream<Item = Result<Observation>>`, so nothing here assumes a result fits in memory.
 
+pub mod bounds;
 pub mod config;
 pub mod datetime;
 pub mod decimal;

@@ -135,6 +135,7 @@ impl Registry {
         check_code_map_names(&config, &sources, &mut issues);
         let exporters = self.validate_exporters(&config, &mut issues);
         issues.extend(crate::config::check_access(&config, &names));
+        crate::bounds::check_config(&config, &mut issues);
         if issues.is_empty() {
             Ok(Plan {
                 config,
@@ -284,28 +285,11 @@ fn check_common(
             format!("duplicate source name `{}`", c.name),
         ));
     }
-    let positive = [
-        ("timeout_ms", c.timeout_ms),
-        ("deadline_ms", c.deadline_ms),
-        ("max_body_bytes", c.max_body_bytes),
-        ("max_concurrency", c.max_concurrency as u64),
-        ("retry.attempts", u64::from(c.retry.attempts)),
-        ("breaker.window_ms", c.breaker.window_ms),
-        ("breaker.min_calls", u64::from(c.breaker.min_calls)),
-        ("breaker.open_ms", c.breaker.open_ms),
-    ];
-    for (key, value) in positive {
-        if value == 0 {
-            issues.push(ConfigIssue::new(
-                format!("{label}.{key}"),
-                "must be greater than 0",
-            ));
-        }
-    }
-    if c.retry.attempts > 10 {
+    crate::bounds::check_source(label, c, issues);
+    if c.timeout_ms > c.deadline_ms {
         issues.push(ConfigIssue::new(
-            format!("{label}.retry.attempts"),
-            "must be at most 10",
+            format!("{label}.timeout_ms"),
+            "must not exceed deadline_ms (one attempt cannot outlast the whole call)",
         ));
     }
     if c.retry.base_delay_ms > c.retry.max_delay_ms {

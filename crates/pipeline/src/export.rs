@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use futures::{FutureExt, Stream, StreamExt};
 use medgate_core::{Error, Exporter, Observation, ObservationStream};
 use tokio::io::AsyncWrite;
+use tokio_util::sync::CancellationToken;
 
 /// How an export ended.
 #[derive(Debug)]
@@ -23,21 +24,26 @@ pub struct Exported {
     pub result: Result<(), Error>,
 }
 
-/// Writes `rows` to `out` with `exporter`. A panicking exporter fails this export with an
-/// internal error, never the process.
+/// Writes `rows` to `out` with `exporter`, until `stop` is cancelled (then the export ends
+/// as [`Error::Interrupted`] even if the exporter is blocked writing to a client that stopped
+/// reading). A panicking exporter fails this export with an internal error, never the
+/// process.
 pub async fn export(
     exporter: &Arc<dyn Exporter>,
     rows: ObservationStream,
     out: &mut (dyn AsyncWrite + Send + Unpin),
+    stop: &CancellationToken,
 ) -> Exported {
     let counted = Counted {
         inner: rows,
         count: Arc::default(),
     };
     let count = counted.count.clone();
-    let result = AssertUnwindSafe(exporter.export(counted.boxed(), out))
-        .catch_unwind()
-        .await;
+    let exporting = AssertUnwindSafe(exporter.export(counted.boxed(), out)).catch_unwind();
+    let result = tokio::select! {
+        result = exporting => result,
+        () = stop.cancelled() => Ok(Err(Error::Interrupted("the gateway is shutting down".into()))),
+    };
     let observations = count.load(Ordering::Relaxed);
     match result {
         Ok(Ok(summary)) => Exported {

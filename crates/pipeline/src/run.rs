@@ -147,6 +147,11 @@ impl Pipeline {
         }
     }
 
+    /// The token that stops every run of this pipeline (the gateway's shutdown).
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
     /// Starts `request`. Nothing is fetched until the stream is polled.
     pub fn run(&self, request: Request) -> Run {
         let summary = SummaryHandle::new(

@@ -166,12 +166,7 @@ impl Access {
         let key = header
             .to_str()
             .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
+            .and_then(bearer_token)
             .ok_or(ApiError::Unauthorized(
                 "the Authorization header must be: Bearer <key>",
             ))?;
@@ -182,6 +177,29 @@ impl Access {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 9110 §11.1), any amount of spaces may separate it from the token.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim_start().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(rest.trim()).filter(|t| !t.is_empty() && !t.contains(' '))
+}
+
+/// Compares two secrets in time independent of where they differ (hashes first, so the
+/// lengths leak nothing either).
+pub fn same_secret(expected: &str, presented: &str) -> bool {
+    let (a, b) = (
+        Sha256::digest(expected.as_bytes()),
+        Sha256::digest(presented.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
 /// Lowercase hex SHA-256 of `text`.
 pub fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
@@ -190,6 +208,29 @@ pub fn sha256_hex(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for ok in [
+            "Bearer abc",
+            "bearer abc",
+            "BEARER abc",
+            "BeArEr   abc ",
+            " Bearer abc",
+        ] {
+            assert_eq!(bearer_token(ok), Some("abc"), "{ok:?}");
+        }
+        for bad in [
+            "Basic abc",
+            "Bearer",
+            "Bearer ",
+            "Bearerabc",
+            "Bearer a b",
+            "abc",
+        ] {
+            assert_eq!(bearer_token(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn sha256_matches_sha256sum() {

@@ -3,38 +3,15 @@
 
 use crate::problem::ApiError;
 
-/// Longest patient id accepted.
-pub const MAX_PATIENT_ID_LEN: usize = 128;
+pub use medgate_core::config::MAX_PATIENT_ID_LEN;
 
-/// Checks a patient id: 1–128 ASCII letters, digits or `-._:@~`.
+/// Checks a patient id with core's one rule (1–128 of `A-Z a-z 0-9 - . _ : @ ~`, not `.` or
+/// `..`).
 ///
 /// # Errors
 /// A 400 problem saying what is wrong (without echoing the id).
 pub fn validate_patient_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty() {
-        return Err(ApiError::BadRequest("patient_id is empty".into()));
-    }
-    if id.len() > MAX_PATIENT_ID_LEN {
-        return Err(ApiError::BadRequest(format!(
-            "patient_id is longer than {MAX_PATIENT_ID_LEN} characters"
-        )));
-    }
-    if id == "." || id == ".." {
-        // A dot segment would be normalised away by URL parsers and change the upstream path.
-        return Err(ApiError::BadRequest(
-            "patient_id may not be `.` or `..`".into(),
-        ));
-    }
-    if let Some(pos) = id
-        .bytes()
-        .position(|b| !(b.is_ascii_alphanumeric() || b"-._:@~".contains(&b)))
-    {
-        return Err(ApiError::BadRequest(format!(
-            "patient_id has a character that is not allowed at position {}; allowed: A-Z a-z 0-9 - . _ : @ ~",
-            pos + 1
-        )));
-    }
-    Ok(())
+    medgate_core::config::check_patient_id(id).map_err(ApiError::BadRequest)
 }
 
 #[cfg(test)]

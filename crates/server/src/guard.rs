@@ -2,10 +2,15 @@
 
 use std::sync::Arc;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
 use medgate_ratelimit::Decision;
 
 use crate::access::Partner;
@@ -32,7 +37,7 @@ pub async fn partner_guard(
             .increment(1);
         return e.into_response();
     }
-    let Ok(_slot) = partner.in_flight.clone().try_acquire_owned() else {
+    let Ok(slot) = partner.in_flight.clone().try_acquire_owned() else {
         metrics::counter!("medgate_rate_limit_rejections_total", "partner" => partner.name.clone())
             .increment(1);
         return ApiError::RateLimited {
@@ -42,7 +47,45 @@ pub async fn partner_guard(
         .into_response();
     };
     request.extensions_mut().insert(partner);
-    next.run(request).await
+    // The slot is held until the body is fully sent (or dropped): a streamed download counts
+    // against the partner's concurrency for as long as it runs, not just until its headers.
+    hold_until_sent(next.run(request).await, slot)
+}
+
+/// A response body that holds a permit until it ends or is dropped.
+struct Held<P> {
+    body: Body,
+    _slot: P,
+}
+
+impl<P: Send + Unpin + 'static> HttpBody for Held<P> {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Wraps `response`'s body so that `permit` is released only when the body is done.
+pub fn hold_until_sent<P: Send + Unpin + 'static>(response: Response, permit: P) -> Response {
+    response.map(|body| {
+        Body::new(Held {
+            body,
+            _slot: permit,
+        })
+    })
 }
 
 async fn check_rate(state: &AppState, partner: &Arc<Partner>) -> Result<(), ApiError> {

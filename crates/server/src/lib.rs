@@ -14,8 +14,10 @@
 pub mod access;
 pub mod audit;
 pub mod budget;
+pub mod edge;
 pub mod fetch;
 pub mod guard;
+pub mod listen;
 pub mod observe;
 pub mod problem;
 pub mod routes;

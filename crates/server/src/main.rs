@@ -54,6 +54,28 @@ enum AuditCommand {
     Verify {
         /// The audit file (JSON Lines).
         file: PathBuf,
+        /// Environment variable with the checkpoint key: also check the signed checkpoint.
+        #[arg(long)]
+        key_env: Option<String>,
+    },
+    /// Print the chain's head (last sequence number and hash) and its last checkpoint.
+    Head {
+        /// The audit file (JSON Lines).
+        file: PathBuf,
+    },
+    /// Truncate a torn final line (a crash mid-write), saving the removed bytes beside the
+    /// file, and report what was removed. Refuses a file that is tampered with or in use.
+    Repair {
+        /// The audit file (JSON Lines).
+        file: PathBuf,
+    },
+    /// Sign the current head of an existing file (to start using checkpoints on it).
+    Sign {
+        /// The audit file (JSON Lines).
+        file: PathBuf,
+        /// Environment variable with the checkpoint key.
+        #[arg(long)]
+        key_env: String,
     },
 }
 
@@ -63,14 +85,67 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(&config),
-        Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => verify(&file),
+        Command::Audit { command } => audit(command),
     }
 }
 
-fn verify(file: &std::path::Path) -> ExitCode {
-    match medgate_audit::verify(file) {
+fn audit(command: AuditCommand) -> ExitCode {
+    match command {
+        AuditCommand::Verify { file, key_env } => verify(&file, key_env.as_deref()),
+        AuditCommand::Head { file } => match medgate_audit::head(&file) {
+            Ok(head) => {
+                println!("{}: seq {} hash {}", file.display(), head.seq, head.hash);
+                match head.checkpoint {
+                    Some(c) => println!(
+                        "last checkpoint: seq {} hash {} at {}",
+                        c.seq, c.hash, c.time
+                    ),
+                    None => println!("no checkpoint"),
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&file, &e),
+        },
+        AuditCommand::Repair { file } => match medgate_audit::repair(&file) {
+            Ok(report) => {
+                println!("{}: {report}", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&file, &e),
+        },
+        AuditCommand::Sign { file, key_env } => {
+            let signed = medgate_audit::CheckpointKey::from_env(&key_env)
+                .and_then(|key| medgate_audit::sign_head(&file, &key));
+            match signed {
+                Ok(c) => {
+                    println!(
+                        "{}: signed head seq {} hash {}",
+                        file.display(),
+                        c.seq,
+                        c.hash
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&file, &e),
+            }
+        }
+    }
+}
+
+fn fail(file: &std::path::Path, e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("{}: {e}", file.display());
+    ExitCode::FAILURE
+}
+
+fn verify(file: &std::path::Path, key_env: Option<&str>) -> ExitCode {
+    let report = match key_env {
+        None => medgate_audit::verify(file),
+        Some(var) => match medgate_audit::CheckpointKey::from_env(var) {
+            Ok(key) => medgate_audit::verify_with_key(file, &key),
+            Err(e) => return fail(file, &e),
+        },
+    };
+    match report {
         Ok(report) => {
             println!(
                 "{}: ok ({} entries, last hash {})",
@@ -137,7 +212,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
 
 async fn run(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let loaded = startup::load(path)?;
-    let listen = loaded.plan.config.server.listen;
+    let server = loaded.plan.config.server.clone();
     let demo_key = loaded
         .plan
         .config
@@ -145,11 +220,12 @@ async fn run(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         .as_ref()
         .and_then(|d| d.api_key.clone());
     let gateway = std::sync::Arc::new(startup::build(loaded).await?);
-    let listener = startup::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    print_banner(addr, &gateway, demo_key.as_deref());
+    let listeners = startup::Listeners::bind(&server).await?;
+    let addr = listeners.api.local_addr()?;
+    let ops = listeners.ops.as_ref().and_then(|l| l.local_addr().ok());
+    print_banner(addr, ops, &gateway, demo_key.as_deref());
     tokio::spawn(reload_on_sighup(gateway.clone(), path.to_owned()));
-    startup::serve(gateway, listener, startup::shutdown_signal()).await?;
+    startup::serve(gateway, listeners, startup::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -163,7 +239,16 @@ async fn reload_on_sighup(gateway: std::sync::Arc<startup::Gateway>, path: PathB
             return;
         };
         while hangups.recv().await.is_some() {
-            match gateway.reload(&path) {
+            // A reload must never end this loop: a panic while building is caught and
+            // reported like any other refused config, and the next SIGHUP is still heard.
+            let attempt =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gateway.reload(&path)));
+            let result = attempt.unwrap_or_else(|_| {
+                Err(startup::StartupError::Client(
+                    "the reload panicked; see the log".into(),
+                ))
+            });
+            match result {
                 Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
                 Err(e) => {
                     tracing::error!(config = %path.display(), error = %e, "configuration rejected; still serving the previous one")
@@ -175,10 +260,23 @@ async fn reload_on_sighup(gateway: std::sync::Arc<startup::Gateway>, path: PathB
     let _ = (gateway, path);
 }
 
-fn print_banner(addr: std::net::SocketAddr, gateway: &startup::Gateway, demo_key: Option<&str>) {
+fn print_banner(
+    addr: std::net::SocketAddr,
+    ops: Option<std::net::SocketAddr>,
+    gateway: &startup::Gateway,
+    demo_key: Option<&str>,
+) {
     let runtime = gateway.state.runtime();
     let catalog = &runtime.catalog;
-    println!("medgate listening on http://{addr}");
+    let scheme = if gateway.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("medgate listening on {scheme}://{addr}");
+    if let Some(ops) = ops {
+        println!("operators' listener (healthz, readyz, metrics) on http://{ops}");
+    }
     for s in catalog.sources() {
         println!(
             "  source {:<12} kind {:<14} format {}",
@@ -208,7 +306,8 @@ fn print_banner(addr: std::net::SocketAddr, gateway: &startup::Gateway, demo_key
         .first()
         .map_or("his", |s| s.info.name.as_str());
     println!("Try:");
-    println!("  curl -s {auth}'http://{addr}/v1/data/{first}?patient_id=P000001'");
-    println!("  curl -s {auth}'http://{addr}/v1/patients/P000001/observations'");
-    println!("  curl -sOJ {auth}'http://{addr}/v1/export?source={first}&patient_id=P000001,P000002&format=csv'");
+    println!("  curl -s {auth}'{scheme}://{addr}/v1/data/{first}?patient_id=P000001'");
+    println!("  curl -s {auth}'{scheme}://{addr}/v1/patients/P000001/observations'");
+    println!("  curl -s {auth}'{scheme}://{addr}/fhir/Observation?patient=P000001'");
+    println!("  curl -sOJ {auth}'{scheme}://{addr}/v1/export?source={first}&patient_id=P000001,P000002&format=csv'");
 }

@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -49,6 +49,30 @@ pub async fn http_metrics(request: Request, next: Next) -> Response {
     metrics::histogram!("medgate_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// `GET /metrics` on the API listener: only with the bearer token of
+/// `[server] metrics_token_env` (the metrics name every source and partner); otherwise 404
+/// pointing at the operators' listener.
+pub async fn render_with_token(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let runtime = state.runtime();
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::access::bearer_token);
+    match (&runtime.metrics_token, presented) {
+        (Some(expected), Some(token)) if crate::access::same_secret(expected, token) => {
+            render(State(state.clone())).await
+        }
+        (Some(_), _) => crate::problem::ApiError::Unauthorized(
+            "/metrics on this listener needs the metrics bearer token",
+        )
+        .into_response(),
+        (None, _) => crate::problem::ApiError::NotFoundDetail(
+            "metrics are served on the operators' listener ([server] ops_listen), or here with [server] metrics_token_env",
+        )
+        .into_response(),
+    }
 }
 
 /// `GET /metrics`

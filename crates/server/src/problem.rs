@@ -23,6 +23,12 @@ pub enum ApiError {
     /// A parameter is missing or invalid.
     #[error("{0}")]
     BadRequest(String),
+    /// The body's media type is not one the route takes.
+    #[error("{0}")]
+    UnsupportedMediaType(&'static str),
+    /// The body is larger than the route takes.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// No or an unknown API key.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -41,6 +47,9 @@ pub enum ApiError {
     /// No route matches.
     #[error("no such resource; see /openapi.json for the API")]
     NotFound,
+    /// Not here, with a pointer to where.
+    #[error("{0}")]
+    NotFoundDetail(&'static str),
     /// A handler or plugin panicked.
     #[error("an internal error occurred; it has been logged")]
     Panic,
@@ -56,8 +65,12 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Core(e) => core_status(e),
-            ApiError::UnknownSource(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::UnknownSource(_) | ApiError::NotFound | ApiError::NotFoundDetail(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::UnsupportedFormat { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -72,7 +85,9 @@ impl ApiError {
             ApiError::UnknownSource(_) => "unknown-source",
             ApiError::UnsupportedFormat { .. } => "unsupported-format",
             ApiError::BadRequest(_) => "bad-request",
-            ApiError::NotFound => "not-found",
+            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::NotFound | ApiError::NotFoundDetail(_) => "not-found",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::RateLimited { .. } => "rate-limited",
@@ -102,6 +117,21 @@ impl ApiError {
             body.insert("retry_after_seconds".into(), json!(secs));
         }
         Value::Object(body)
+    }
+}
+
+/// A JSON body that axum could not take, as the problem a partner can act on: 415 for a
+/// wrong content type, 413 for too large, 400 for invalid JSON or a wrong shape.
+pub fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
+    use axum::extract::rejection::JsonRejection as R;
+    match rejection {
+        R::MissingJsonContentType(_) => {
+            ApiError::UnsupportedMediaType("send the body as Content-Type: application/json")
+        }
+        R::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge(e.body_text())
+        }
+        other => ApiError::BadRequest(other.body_text()),
     }
 }
 

@@ -5,14 +5,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use medgate_core::config::ServerConfig;
 use medgate_core::registry::Plan;
 use medgate_core::{Config, ConfigIssue, ConfigIssues, SourceCommon, Upstream};
 use medgate_pipeline::{CodeMaps, Pipeline, Transforms};
 use medgate_upstream::{HttpUpstream, UpstreamPolicy};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::access::Access;
+use crate::listen;
 use crate::state::{AppState, Runtime, Services};
 
 /// Why the gateway could not start.
@@ -42,6 +45,9 @@ pub enum StartupError {
     /// The audit trail could not be opened.
     #[error("audit trail: {0}")]
     Audit(#[from] medgate_audit::AuditError),
+    /// The server certificate could not be loaded.
+    #[error("server TLS: {0}")]
+    Tls(String),
     /// The rate limiter's backend could not be reached.
     #[error("rate_limit: {0}")]
     RateLimit(#[from] medgate_ratelimit::RateLimitError),
@@ -85,6 +91,10 @@ pub fn load(path: &Path) -> Result<Loaded, StartupError> {
     let plan = crate::registry().validate(config);
     let mut issues = Vec::new();
     if let Ok(plan) = &plan {
+        issues.extend(listen::check_tls(&plan.config.server));
+        if let Err(e) = checkpoint_policy(&plan.config.audit) {
+            issues.push(ConfigIssue::new("audit.checkpoint_key_env", e.to_string()));
+        }
         // The files a source names (CA bundles, client certificates) are read and checked
         // exactly as start-up will load them, so `check` and `serve` agree.
         for (i, common) in plan.sources().enumerate() {
@@ -110,6 +120,8 @@ pub fn load(path: &Path) -> Result<Loaded, StartupError> {
 pub struct Gateway {
     /// The handlers' state.
     pub state: AppState,
+    /// The server certificate when medgate terminates TLS (swapped on reload).
+    pub tls: Option<listen::Tls>,
     /// Cancelled to stop the demo upstreams and background work.
     pub shutdown: CancellationToken,
     /// Where the demo upstreams listen, when the config has `[demo]`.
@@ -141,7 +153,11 @@ pub async fn build(loaded: Loaded) -> Result<Gateway, StartupError> {
     } else {
         medgate_audit::Durability::Flush
     };
-    let audit = medgate_audit::AuditLog::open(&config.audit.path, durability)?;
+    let options = medgate_audit::AuditOptions {
+        durability,
+        checkpoints: checkpoint_policy(&config.audit)?,
+    };
+    let audit = medgate_audit::AuditLog::open_with(&config.audit.path, options)?;
     let limiter = rate_limiter(&config.rate_limit).await?;
     let services = Services {
         limiter,
@@ -151,8 +167,11 @@ pub async fn build(loaded: Loaded) -> Result<Gateway, StartupError> {
     let client =
         medgate_upstream::shared_client().map_err(|e| StartupError::Client(e.to_string()))?;
     let runtime = build_runtime(&loaded, &client, &shutdown)?;
+    let tls = listen::Tls::from_config(&config.server)
+        .map_err(|issues| StartupError::Tls(issues.to_string()))?;
     Ok(Gateway {
         state: AppState::new(runtime, services),
+        tls,
         shutdown,
         demo,
         client,
@@ -190,7 +209,31 @@ fn build_runtime(
         catalog,
         server: plan.config.server.clone(),
         access: Access::from_config(&plan.config),
+        exports: Arc::new(tokio::sync::Semaphore::new(
+            plan.config.server.max_concurrent_exports,
+        )),
+        metrics_token: plan
+            .config
+            .server
+            .metrics_token_env
+            .as_ref()
+            .and_then(|var| std::env::var(var).ok()),
     })
+}
+
+/// `[audit] checkpoint_key_env` and cadence as the audit log's policy.
+fn checkpoint_policy(
+    audit: &medgate_core::config::AuditConfig,
+) -> Result<Option<medgate_audit::CheckpointPolicy>, medgate_audit::AuditError> {
+    let Some(var) = &audit.checkpoint_key_env else {
+        return Ok(None);
+    };
+    let key = medgate_audit::CheckpointKey::from_env(var)?;
+    Ok(Some(medgate_audit::CheckpointPolicy {
+        key,
+        every_entries: audit.checkpoint_every_entries,
+        interval: std::time::Duration::from_millis(audit.checkpoint_interval_ms),
+    }))
 }
 
 async fn rate_limiter(
@@ -219,6 +262,10 @@ impl Gateway {
     pub fn reload(&self, path: &Path) -> Result<(), StartupError> {
         let loaded = load(path)?;
         let runtime = build_runtime(&loaded, &self.client, &self.shutdown)?;
+        if let Some(tls) = &self.tls {
+            tls.reload(&loaded.plan.config.server)
+                .map_err(|issues| StartupError::Tls(issues.to_string()))?;
+        }
         self.state.replace(runtime);
         Ok(())
     }
@@ -257,38 +304,93 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
         .map_err(|source| StartupError::Bind { addr, source })
 }
 
-/// Serves until `stop` completes, then lets in-flight requests finish for at most
-/// `[server].shutdown_grace_ms`.
+/// The listeners a gateway serves on.
+pub struct Listeners {
+    /// The API (and, without `ops`, the operators' routes).
+    pub api: TcpListener,
+    /// `[server] ops_listen`: health, readiness and metrics on their own connections.
+    pub ops: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `[server] listen` and, if set, `ops_listen`.
+    ///
+    /// # Errors
+    /// An address is in use or not available.
+    pub async fn bind(server: &ServerConfig) -> Result<Listeners, StartupError> {
+        let api = bind(server.listen).await?;
+        let ops = match server.ops_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Listeners { api, ops })
+    }
+}
+
+/// Serves until `stop` completes, then shuts down in order: stop accepting and mark not
+/// ready; let in-flight requests finish for at most `[server].shutdown_grace_ms`; then stop
+/// what is still running (downloads end as `interrupted` and are audited as such), wait
+/// briefly for their audit entries, and close the audit trail (fsync, signed checkpoint).
 ///
 /// # Errors
-/// The accept loop failed.
+/// The TLS certificate could not be loaded.
 pub async fn serve(
     gateway: Arc<Gateway>,
-    listener: TcpListener,
+    listeners: Listeners,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let grace = std::time::Duration::from_millis(gateway.state.runtime().server.shutdown_grace_ms);
-    let stopping = CancellationToken::new();
-    let app = crate::app(gateway.state.clone());
-    let signal = {
-        let stopping = stopping.clone();
-        async move {
-            stop.await;
-            stopping.cancel();
-        }
-    };
+) -> Result<(), StartupError> {
+    let runtime = gateway.state.runtime();
+    let server = runtime.server.clone();
+    let grace = std::time::Duration::from_millis(server.shutdown_grace_ms);
+    let accepting = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let api = crate::app(gateway.state.clone());
+    tokio::spawn(listen::serve(
+        listeners.api,
+        api,
+        gateway.tls.clone(),
+        listen::Limits::from_config(&server),
+        accepting.clone(),
+        connections.clone(),
+    ));
+    if let Some(ops) = listeners.ops {
+        tokio::spawn(listen::serve(
+            ops,
+            crate::routes::ops_app(gateway.state.clone()),
+            None,
+            listen::Limits::ops(),
+            accepting.clone(),
+            connections.clone(),
+        ));
+    }
     gateway.state.set_ready(true);
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-    let result = tokio::select! {
-        result = server => result,
-        () = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; exiting with requests still in flight");
-            Ok(())
-        }
-    };
+    stop.await;
+    tracing::info!("stopping: no new connections; letting requests in flight finish");
     gateway.state.set_ready(false);
+    accepting.cancel();
+    connections.close();
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "grace period over; interrupting what is still running"
+        );
+    }
     gateway.shutdown.cancel();
-    result
+    let tasks = gateway.state.tasks();
+    tasks.close();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!("background work did not stop within 5 s after the grace period");
+    }
+    if let Err(e) = gateway.state.services().audit.close() {
+        tracing::error!(error = %e, "closing the audit trail failed");
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

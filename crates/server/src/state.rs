@@ -13,6 +13,7 @@ use medgate_core::config::ServerConfig;
 use medgate_core::{Catalog, SourceHandle};
 use medgate_pipeline::Pipeline;
 use medgate_ratelimit::RateLimiter;
+use tokio_util::task::TaskTracker;
 
 use crate::access::Access;
 use crate::problem::ApiError;
@@ -28,6 +29,11 @@ pub struct Runtime {
     pub server: ServerConfig,
     /// Partners.
     pub access: Access,
+    /// Downloads streaming at once (`[server].max_concurrent_exports`); each holds a permit
+    /// until its last byte is sent.
+    pub exports: Arc<tokio::sync::Semaphore>,
+    /// The bearer token that opens `/metrics` on the API listener (`metrics_token_env`).
+    pub metrics_token: Option<String>,
 }
 
 impl Runtime {
@@ -53,6 +59,7 @@ struct Shared {
     runtime: ArcSwap<Runtime>,
     services: Services,
     ready: AtomicBool,
+    tasks: TaskTracker,
 }
 
 /// What handlers see; cheap to clone.
@@ -66,6 +73,7 @@ impl AppState {
             runtime: ArcSwap::from_pointee(runtime),
             services,
             ready: AtomicBool::new(false),
+            tasks: TaskTracker::new(),
         }))
     }
 
@@ -82,6 +90,12 @@ impl AppState {
     /// Process-wide services.
     pub fn services(&self) -> &Services {
         &self.0.services
+    }
+
+    /// Work that outlives its request (a download's exporter task): shutdown waits for it,
+    /// so its audit entry is written before the process exits.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.0.tasks
     }
 
     /// Marks the gateway ready (listener up).

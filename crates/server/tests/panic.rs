@@ -64,6 +64,8 @@ async fn state() -> AppState {
         catalog,
         server: plan.config.server.clone(),
         access: medgate::access::Access::from_config(&plan.config),
+        exports: Arc::new(tokio::sync::Semaphore::new(1)),
+        metrics_token: None,
     };
     let audit =
         medgate_audit::AuditLog::open(&plan.config.audit.path, medgate_audit::Durability::Flush)

@@ -45,7 +45,7 @@ use medgate_core::{
 };
 use tokio::sync::Semaphore;
 
-pub use tls::{check_tls, client_for};
+pub use tls::{check_tls, client_for, load_certified, CertifiedPem};
 
 /// Errors building a source's upstream (the data path itself reports [`medgate_core::Error`]).
 #[derive(Debug, thiserror::Error)]

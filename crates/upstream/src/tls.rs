@@ -134,15 +134,43 @@ fn load_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigIssue> {
 }
 
 fn load_identity(cert_path: &Path, key_path: &Path) -> Result<Vec<u8>, ConfigIssue> {
-    const CERT: &str = "tls_client_cert";
-    const KEY: &str = "tls_client_key";
-    let cert_pem = read(CERT, cert_path)?;
-    let chain = certificates(CERT, cert_path, &cert_pem)?;
-    let key_pem = read(KEY, key_path)?;
+    let pair = load_certified(cert_path, key_path, "tls_client_cert", "tls_client_key")?;
+    let mut identity = pair.cert_pem;
+    identity.push(b'\n');
+    identity.extend_from_slice(&pair.key_pem);
+    Ok(identity)
+}
+
+/// A certificate chain and its private key, read from PEM files and checked to belong
+/// together.
+pub struct CertifiedPem {
+    /// The chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The chain's private key.
+    pub key: PrivateKeyDer<'static>,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+}
+
+/// Reads a PEM certificate chain and its private key and checks they belong together; issues
+/// are keyed `cert_key` / `key_key` (e.g. `tls_client_cert`, or the server's `tls_cert`). The
+/// one loader for client certificates of sources and the gateway's own server certificate.
+///
+/// # Errors
+/// The first problem: unreadable file, no PEM certificate or key, unsupported key, mismatch.
+pub fn load_certified(
+    cert_path: &Path,
+    key_path: &Path,
+    cert_key: &'static str,
+    key_key: &'static str,
+) -> Result<CertifiedPem, ConfigIssue> {
+    let cert_pem = read(cert_key, cert_path)?;
+    let chain = certificates(cert_key, cert_path, &cert_pem)?;
+    let key_pem = read(key_key, key_path)?;
     // Never echo the key file's content or rustls' view of it beyond the error kind.
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         ConfigIssue::new(
-            KEY,
+            key_key,
             format!(
                 "`{}` holds no usable PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC): {e}",
                 key_path.display()
@@ -150,18 +178,21 @@ fn load_identity(cert_path: &Path, key_path: &Path) -> Result<Vec<u8>, ConfigIss
         )
     })?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let signing_key = provider.key_provider.load_private_key(key).map_err(|e| {
-        ConfigIssue::new(
-            KEY,
-            format!("`{}`: unsupported private key: {e}", key_path.display()),
-        )
-    })?;
-    rustls::sign::CertifiedKey::new(chain, signing_key)
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| {
+            ConfigIssue::new(
+                key_key,
+                format!("`{}`: unsupported private key: {e}", key_path.display()),
+            )
+        })?;
+    rustls::sign::CertifiedKey::new(chain.clone(), signing_key)
         .keys_match()
         .map_err(|e| match e {
             rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
                 ConfigIssue::new(
-                    KEY,
+                    key_key,
                     format!(
                         "`{}` is not the private key of the certificate in `{}`",
                         key_path.display(),
@@ -170,14 +201,16 @@ fn load_identity(cert_path: &Path, key_path: &Path) -> Result<Vec<u8>, ConfigIss
                 )
             }
             e => ConfigIssue::new(
-                CERT,
+                cert_key,
                 format!("`{}`: unusable certificate: {e}", cert_path.display()),
             ),
         })?;
-    let mut identity = cert_pem;
-    identity.push(b'\n');
-    identity.extend_from_slice(&key_pem);
-    Ok(identity)
+    Ok(CertifiedPem {
+        chain,
+        key,
+        cert_pem,
+        key_pem,
+    })
 }
 
 /// The client a source calls its upstream with: `shared` (one connection pool for every

@@ -120,8 +120,10 @@ pub async fn one_source(
         let Path(source) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
         let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
         let runtime = state.runtime();
-        let handle = runtime.source(&source)?;
+        // The grant first: a name outside it is 403 whether or not it exists, so a partner
+        // cannot probe which sources are configured.
         partner.check_source(&source)?;
+        let handle = runtime.source(&source)?;
         let representation = fhir::representation(&headers, query.format.as_deref())?;
         let patient_id = query
             .patient_id

@@ -26,6 +26,7 @@ use tokio_util::io::ReaderStream;
 use crate::access::Partner;
 use crate::audit::Access;
 use crate::fetch::validate_patient_id;
+use crate::guard::hold_until_sent;
 use crate::problem::ApiError;
 use crate::routes::RequestId;
 use crate::state::AppState;
@@ -73,31 +74,142 @@ pub async fn download(
     request_id: RequestId,
     query: Result<Query<ExportQuery>, QueryRejection>,
 ) -> Response {
-    let mut access = Access::new(&state, &request_id, &partner, "/v1/export");
-    if let Ok(Query(q)) = &query {
-        if let Some(source) = &q.source {
-            access = access.source(source);
-        }
-        if let Some(ids) = &q.patient_id {
-            let max = state.runtime().server.max_export_patients;
-            let valid: Vec<String> = ids
-                .split(',')
-                .map(str::trim)
-                .filter(|id| validate_patient_id(id).is_ok())
-                .take(max)
-                .map(str::to_owned)
-                .collect();
-            access = access.patients(valid);
-        }
+    let asked = query
+        .map_err(|e| ApiError::BadRequest(e.body_text()))
+        .and_then(|Query(q)| ExportRequest::from_query(q));
+    run(state, partner, request_id, asked).await
+}
+
+/// Body of `POST /v1/export`: the same download as the GET, for patient lists too long for a
+/// URL (10,000 ids do not fit in a request line).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportBody {
+    /// Configured source names; each patient's observations come from them in this order.
+    sources: Vec<String>,
+    /// Patient ids, exported in this order.
+    patients: Vec<String>,
+    /// An enabled export format (see `GET /v1/sources`).
+    format: String,
+    /// `skip` (default) or `fail`, as for the GET.
+    #[serde(default)]
+    on_error: Option<String>,
+}
+
+/// The same download as `GET /v1/export`, with the request in a JSON body.
+#[utoipa::path(post, path = "/v1/export", tag = "export",
+    request_body(content = ExportBody, content_type = "application/json"),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The file, as an attachment in the format's content type"),
+        (status = 400, description = "Invalid body, patient id or format", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The partner may not read a source or download the format", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown source, or no patient found", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the partner's rate limit (see Retry-After)", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Upstream failed", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many downloads running, or source unavailable (see Retry-After)", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 504, description = "Upstream timed out", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn download_post(
+    State(state): State<AppState>,
+    Extension(partner): Extension<Arc<Partner>>,
+    request_id: RequestId,
+    body: Result<axum::Json<ExportBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let asked = body
+        .map_err(crate::problem::json_rejection)
+        .and_then(|axum::Json(b)| ExportRequest::from_body(b));
+    run(state, partner, request_id, asked).await
+}
+
+/// What a download asks for, from the query or the body.
+struct ExportRequest {
+    sources: Vec<String>,
+    patients: Vec<String>,
+    format: String,
+    on_error: OnError,
+}
+
+impl ExportRequest {
+    fn from_query(q: ExportQuery) -> Result<ExportRequest, ApiError> {
+        let sources = required(q.source, "source")?;
+        let patients = required(q.patient_id, "patient_id")?;
+        Ok(ExportRequest {
+            sources: sources.split(',').map(|s| s.trim().to_owned()).collect(),
+            patients: patients.split(',').map(|s| s.trim().to_owned()).collect(),
+            format: required(q.format, "format")?,
+            on_error: on_error(q.on_error.as_deref())?,
+        })
     }
-    match start_export(&state, &partner, &request_id, query).await {
-        Ok(started) => attachment(started, access),
+
+    fn from_body(b: ExportBody) -> Result<ExportRequest, ApiError> {
+        if b.sources.is_empty() || b.patients.is_empty() {
+            return Err(ApiError::BadRequest(
+                "sources and patients must each name at least one".into(),
+            ));
+        }
+        Ok(ExportRequest {
+            sources: b.sources,
+            patients: b.patients,
+            format: b.format,
+            on_error: on_error(b.on_error.as_deref())?,
+        })
+    }
+}
+
+fn on_error(value: Option<&str>) -> Result<OnError, ApiError> {
+    match value {
+        None | Some("skip") => Ok(OnError::Skip),
+        Some("fail") => Ok(OnError::Stop),
+        Some(_) => Err(ApiError::BadRequest("on_error must be skip or fail".into())),
+    }
+}
+
+/// A download from a parsed request: permissions, the first fetch, then the stream.
+async fn run(
+    state: AppState,
+    partner: Arc<Partner>,
+    request_id: RequestId,
+    asked: Result<ExportRequest, ApiError>,
+) -> Response {
+    let mut access = Access::new(&state, &request_id, &partner, "/v1/export");
+    if let Ok(r) = &asked {
+        access = access.source(&r.sources.join(","));
+        // Only valid ids, and no more than an export may name: the audit line stays bounded
+        // whatever a rejected request sent.
+        let max = state.runtime().server.max_export_patients;
+        let valid: Vec<String> = r
+            .patients
+            .iter()
+            .filter(|id| validate_patient_id(id).is_ok())
+            .take(max)
+            .cloned()
+            .collect();
+        access = access.patients(valid);
+    }
+    let Ok(permit) = state.runtime().exports.clone().try_acquire_owned() else {
+        let busy = Error::Overloaded {
+            reason: "too many downloads are running; try again shortly".into(),
+            retry_after: Some(Duration::from_secs(5)),
+        };
+        return access.respond(Err(busy.into())).await;
+    };
+    let started = match asked {
+        Ok(r) => start_export(&state, &partner, &request_id, r).await,
+        Err(e) => Err(e),
+    };
+    match started {
+        Ok(started) => hold_until_sent(attachment(&state, started, access), permit),
         Err(e) => access.respond(Err(e)).await,
     }
 }
 
 /// A download ready to stream.
 struct Started {
+    stop: tokio_util::sync::CancellationToken,
     filename: String,
     exporter: Arc<dyn Exporter>,
     rows: ObservationStream,
@@ -109,43 +221,34 @@ async fn start_export(
     state: &AppState,
     partner: &Partner,
     request_id: &RequestId,
-    query: Result<Query<ExportQuery>, QueryRejection>,
+    asked: ExportRequest,
 ) -> Result<Started, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let sources = required(query.source, "source")?;
-    let format = required(query.format, "format")?;
-    let patients = required(query.patient_id, "patient_id")?;
-    let on_error = match query.on_error.as_deref() {
-        None | Some("skip") => OnError::Skip,
-        Some("fail") => OnError::Stop,
-        Some(_) => return Err(ApiError::BadRequest("on_error must be skip or fail".into())),
-    };
     let runtime = state.runtime();
-    let exporter =
-        runtime
-            .catalog
-            .exporter(&format)
-            .cloned()
-            .ok_or_else(|| ApiError::UnsupportedFormat {
-                format: format.clone(),
-                enabled: runtime
-                    .catalog
-                    .formats()
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
-            })?;
-    let handles = parse_sources(&runtime, partner, &sources)?;
-    partner.check_format(&format)?;
-    let patients = parse_patients(&patients, runtime.server.max_export_patients)?;
+    let exporter = runtime
+        .catalog
+        .exporter(&asked.format)
+        .cloned()
+        .ok_or_else(|| ApiError::UnsupportedFormat {
+            format: asked.format.clone(),
+            enabled: runtime
+                .catalog
+                .formats()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        })?;
+    let handles = parse_sources(&runtime, partner, &asked.sources)?;
+    partner.check_format(&asked.format)?;
+    let patients = check_patients(asked.patients, runtime.server.max_export_patients)?;
     let names: Vec<&str> = handles.iter().map(|h| h.info.name.as_str()).collect();
     let filename = format!("medgate-{}.{}", names.join("-"), exporter.extension());
     let mut request = medgate_pipeline::Request::new(handles, patients, request_id.as_str());
     request.fetch_budget = Duration::from_millis(runtime.server.request_timeout_ms);
     request.concurrency = runtime.server.export_concurrency;
-    request.on_error = on_error;
+    request.on_error = asked.on_error;
     let run = runtime.pipeline.run(request).ready().await?;
     Ok(Started {
+        stop: runtime.pipeline.stopping().clone(),
         filename,
         exporter,
         rows: run.rows,
@@ -162,12 +265,14 @@ fn required(value: Option<String>, name: &str) -> Result<String, ApiError> {
 fn parse_sources(
     runtime: &crate::state::Runtime,
     partner: &Partner,
-    list: &str,
+    names: &[String],
 ) -> Result<Vec<SourceHandle>, ApiError> {
     let mut handles: Vec<SourceHandle> = Vec::new();
-    for name in list.split(',').map(str::trim) {
-        let handle = runtime.source(name)?;
+    for name in names {
+        let name = name.as_str();
+        // The grant first: a name outside it is 403 whether or not it exists.
         partner.check_source(name)?;
+        let handle = runtime.source(name)?;
         if handles.iter().any(|h| h.info.name == name) {
             return Err(ApiError::BadRequest(format!(
                 "source {name} is listed twice"
@@ -178,8 +283,7 @@ fn parse_sources(
     Ok(handles)
 }
 
-fn parse_patients(list: &str, max: usize) -> Result<Vec<String>, ApiError> {
-    let ids: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
+fn check_patients(ids: Vec<String>, max: usize) -> Result<Vec<String>, ApiError> {
     if ids.len() > max {
         return Err(ApiError::BadRequest(format!(
             "at most {max} patients per export; got {}",
@@ -194,8 +298,9 @@ fn parse_patients(list: &str, max: usize) -> Result<Vec<String>, ApiError> {
 }
 
 /// Runs the exporter in its own task, writing into a pipe that becomes the response body.
-fn attachment(started: Started, access: Access) -> Response {
+fn attachment(state: &AppState, started: Started, access: Access) -> Response {
     let Started {
+        stop,
         filename,
         exporter,
         rows,
@@ -204,13 +309,15 @@ fn attachment(started: Started, access: Access) -> Response {
     let (mut writer, reader) = tokio::io::duplex(PIPE_BYTES);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), Error>>();
     let export = exporter.clone();
-    tokio::spawn(async move {
-        let exported = medgate_pipeline::export(&export, rows, &mut writer).await;
+    // Tracked, so shutdown waits for its audit entry before the process exits.
+    state.tasks().spawn(async move {
+        let exported = medgate_pipeline::export(&export, rows, &mut writer, &stop).await;
         let totals = summary.snapshot();
+        // The client already has a 200; the entry records how the transfer really ended.
         let (status, outcome) = match &exported.result {
             Ok(()) if totals.failed > 0 => (StatusCode::OK, "partial"),
             Ok(()) => (StatusCode::OK, "ok"),
-            Err(e) => (ApiError::status_of(e), e.kind()),
+            Err(e) => (StatusCode::OK, e.kind()),
         };
         match &exported.result {
             Ok(()) => tracing::info!(

@@ -36,7 +36,10 @@ pub fn app(state: AppState) -> Router {
             "/v1/patients/{patient_id}/observations",
             get(data::all_sources),
         )
-        .route("/v1/export", get(export::download))
+        .route(
+            "/v1/export",
+            get(export::download).post(export::download_post),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::guard::partner_guard,
@@ -55,7 +58,7 @@ pub fn app(state: AppState) -> Router {
         .merge(v1)
         .merge(fhir)
         .route("/openapi.json", get(openapi::document))
-        .route("/metrics", get(crate::observe::render))
+        .route("/metrics", get(crate::observe::render_with_token))
         .route("/healthz", get(crate::observe::healthz))
         .route("/readyz", get(crate::observe::readyz))
         .fallback(|| async { ApiError::NotFound })
@@ -64,6 +67,19 @@ pub fn app(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(middleware::from_fn(request_id::assign))
+        .layer(middleware::from_fn(crate::edge::limits))
+}
+
+/// The operators' router (`[server] ops_listen`): health, readiness and metrics, open.
+pub fn ops_app(state: AppState) -> Router {
+    crate::observe::prometheus();
+    Router::new()
+        .route("/metrics", get(crate::observe::render))
+        .route("/healthz", get(crate::observe::healthz))
+        .route("/readyz", get(crate::observe::readyz))
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+        .layer(middleware::from_fn(crate::edge::limits))
 }
 
 /// The request's span: method, matched route (never the raw URI, which may hold a patient id)

@@ -209,8 +209,8 @@ impl utoipa::Modify for ApiKeyScheme {
 #[openapi(
     modifiers(&ApiKeyScheme),
     info(title = "medgate", description = "One normalized HTTP API in front of hospital, lab and wearable systems."),
-    paths(sources::list, data::one_source, data::all_sources, export::download, fhir::metadata, fhir::search),
-    components(schemas(Observation, OneValue, Warning, Warnings, SourceData, SourceStatus, PatientData, Problem, FhirBundle, FhirResource, sources::SourceList, sources::SourceView)),
+    paths(sources::list, data::one_source, data::all_sources, export::download, export::download_post, fhir::metadata, fhir::search),
+    components(schemas(export::ExportBody, Observation, OneValue, Warning, Warnings, SourceData, SourceStatus, PatientData, Problem, FhirBundle, FhirResource, sources::SourceList, sources::SourceView)),
     tags((name = "sources"), (name = "data"), (name = "export"), (name = "fhir"))
 )]
 pub struct ApiDoc;
