@@ -28,6 +28,7 @@ use crate::state::{AppState, Runtime};
 
 /// Query of `/v1/data/{source}`.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DataQuery {
     /// The patient's id in the source (1-128 of A-Z a-z 0-9 - . _ : @ ~).
     patient_id: Option<String>,
@@ -40,6 +41,7 @@ pub struct DataQuery {
 
 /// Query of `/v1/patients/{patient_id}/observations`.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FanOutQuery {
     /// `fhir+json` for a FHIR R4 Bundle, `json` for the flat shape (the default).
     #[serde(rename = "_format")]

@@ -36,6 +36,7 @@ const PIPE_BYTES: usize = 64 * 1024;
 
 /// Query of `/v1/export`.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// One or more configured source names, comma-separated; each patient's observations
     /// come from them in this order.

@@ -427,6 +427,8 @@ fn apply_date(filter: &mut Filter, value: &str) -> Result<(), ApiError> {
         (status = 400, description = "Invalid search parameter", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
         (status = 401, description = "Missing or unknown API key", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
         (status = 403, description = "A _source the partner may not read", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
+        (status = 404, description = "A _source that does not exist (for a partner that may read every source)", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
+        (status = 504, description = "Every source timed out", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
         (status = 429, description = "Over the partner's rate limit", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
         (status = 502, description = "Every source failed", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
     ))]

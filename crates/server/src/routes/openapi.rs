@@ -204,10 +204,71 @@ impl utoipa::Modify for ApiKeyScheme {
     }
 }
 
+/// Adds the answers every operation can give, whatever its handler: the edge's 414/431, a
+/// panic's 500, an overloaded gateway's 503, and for key-protected operations 401 and 429 —
+/// so a client (or schemathesis) never meets an undocumented status.
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str, media: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    media,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(
+                            if media == "application/fhir+json" {
+                                "FhirResource"
+                            } else {
+                                "Problem"
+                            },
+                        )))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let media = if path.starts_with("/fhir/") {
+                "application/fhir+json"
+            } else {
+                "application/problem+json"
+            };
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                let secured = operation.security.is_some();
+                let mut common = vec![
+                    ("414", "Request target too long"),
+                    ("431", "Request headers too large"),
+                    ("500", "Internal error (logged)"),
+                    (
+                        "503",
+                        "The gateway or a source is unavailable right now (see Retry-After)",
+                    ),
+                ];
+                if secured {
+                    common.push(("401", "Missing or unknown API key"));
+                    common.push((
+                        "429",
+                        "Over the partner's rate or concurrency limit (see Retry-After)",
+                    ));
+                }
+                for (status, description) in common {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(description, media).into());
+                }
+            }
+        }
+    }
+}
+
 /// The API description.
 #[derive(OpenApi)]
 #[openapi(
-    modifiers(&ApiKeyScheme),
+    modifiers(&ApiKeyScheme, &CommonResponses),
     info(title = "medgate", description = "One normalized HTTP API in front of hospital, lab and wearable systems."),
     paths(sources::list, data::one_source, data::all_sources, export::download, export::download_post, fhir::metadata, fhir::search),
     components(schemas(export::ExportBody, Observation, OneValue, Warning, Warnings, SourceData, SourceStatus, PatientData, Problem, FhirBundle, FhirResource, sources::SourceList, sources::SourceView)),
@@ -216,6 +277,146 @@ impl utoipa::Modify for ApiKeyScheme {
 pub struct ApiDoc;
 
 /// Serves the document.
-pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn document(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+) -> Json<serde_json::Value> {
+    let runtime = state.runtime();
+    let formats: Vec<&str> = runtime.catalog.formats();
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    constrain(&mut doc, &formats, runtime.server.max_export_patients);
+    Json(doc)
+}
+
+/// One patient id: 1–128 of `A-Z a-z 0-9 - . _ : @ ~`, at least one not a dot (so never the
+/// dot segments `.` or `..`), exactly what `check_patient_id` accepts.
+const ID: &str = "[A-Za-z0-9._:@~-]{0,63}[A-Za-z0-9_:@~-][A-Za-z0-9._:@~-]{0,64}";
+/// One source name.
+const SOURCE: &str = "[a-z0-9_-]{1,64}";
+/// A `Request-Timeout`: a positive number of milliseconds, or with `ms` / `s`.
+const TIMEOUT: &str = "^0*[1-9][0-9]{0,8}(ms|s)?$";
+/// A FHIR search `date`: an optional prefix and a date or date-time.
+const DATE: &str = "^(eq|ge|gt|le|lt)?[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,9})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?)?)?$";
+
+/// Writes the input grammar the handlers enforce into the document, so it is exactly as
+/// strict as the server: every value the document allows is accepted, every value it forbids
+/// is refused (checked by schemathesis in CI). The enabled formats and the patient limit come
+/// from the running config.
+fn constrain(doc: &mut serde_json::Value, formats: &[&str], max_patients: usize) {
+    use serde_json::json;
+    let one = format!("^{ID}$");
+    // The count limit (max_export_patients) is in maxItems for the POST; a regex counting
+    // thousands of repetitions is too large for generators to use, so the GET states it in
+    // words (the description) and the server answers 400 beyond it.
+    let many = format!("^{ID}(,{ID})*$");
+    let sources = format!("^{SOURCE}(,{SOURCE})*$");
+    let patches: Vec<(&str, &str, &str, serde_json::Value)> = vec![
+        (
+            "/v1/data/{source}",
+            "get",
+            "patient_id",
+            json!({"type": "string", "pattern": one}),
+        ),
+        (
+            "/v1/data/{source}",
+            "get",
+            "_format",
+            json!({"type": "string", "enum": ["json", "application/json", "fhir", "fhir+json", "application/fhir+json"]}),
+        ),
+        (
+            "/v1/data/{source}",
+            "get",
+            "Request-Timeout",
+            json!({"type": "string", "pattern": TIMEOUT}),
+        ),
+        (
+            "/v1/patients/{patient_id}/observations",
+            "get",
+            "patient_id",
+            json!({"type": "string", "pattern": one}),
+        ),
+        (
+            "/v1/patients/{patient_id}/observations",
+            "get",
+            "_format",
+            json!({"type": "string", "enum": ["json", "application/json", "fhir", "fhir+json", "application/fhir+json"]}),
+        ),
+        (
+            "/v1/patients/{patient_id}/observations",
+            "get",
+            "Request-Timeout",
+            json!({"type": "string", "pattern": TIMEOUT}),
+        ),
+        (
+            "/v1/export",
+            "get",
+            "source",
+            json!({"type": "string", "pattern": sources}),
+        ),
+        (
+            "/v1/export",
+            "get",
+            "patient_id",
+            json!({"type": "string", "pattern": many}),
+        ),
+        (
+            "/v1/export",
+            "get",
+            "format",
+            json!({"type": "string", "enum": formats}),
+        ),
+        (
+            "/v1/export",
+            "get",
+            "on_error",
+            json!({"type": "string", "enum": ["skip", "fail"]}),
+        ),
+        (
+            "/fhir/Observation",
+            "get",
+            "patient",
+            json!({"type": "string", "pattern": format!("^(Patient/)?{ID}$")}),
+        ),
+        (
+            "/fhir/Observation",
+            "get",
+            "date",
+            json!({"type": "array", "items": {"type": "string", "pattern": DATE}}),
+        ),
+        (
+            "/fhir/Observation",
+            "get",
+            "_source",
+            json!({"type": "string", "pattern": sources}),
+        ),
+        (
+            "/fhir/Observation",
+            "get",
+            "_format",
+            json!({"type": "string", "enum": ["json", "application/json", "fhir+json", "application/fhir+json"]}),
+        ),
+        (
+            "/fhir/Observation",
+            "get",
+            "Request-Timeout",
+            json!({"type": "string", "pattern": TIMEOUT}),
+        ),
+    ];
+    for (path, method, name, schema) in patches {
+        let Some(params) = doc["paths"][path][method]["parameters"].as_array_mut() else {
+            continue;
+        };
+        for p in params.iter_mut().filter(|p| p["name"] == name) {
+            p["schema"] = schema.clone();
+        }
+    }
+    if let Some(params) = doc["paths"]["/v1/export"]["get"]["parameters"].as_array_mut() {
+        for p in params.iter_mut() {
+            p["required"] = json!(p["name"] != "on_error");
+        }
+    }
+    let body = &mut doc["components"]["schemas"]["ExportBody"]["properties"];
+    body["sources"] = json!({"type": "array", "minItems": 1, "items": {"type": "string", "pattern": format!("^{SOURCE}$")}});
+    body["patients"] = json!({"type": "array", "minItems": 1, "maxItems": max_patients, "items": {"type": "string", "pattern": one}});
+    body["format"] = json!({"type": "string", "enum": formats});
+    body["on_error"] = json!({"type": ["string", "null"], "enum": ["skip", "fail", null]});
 }

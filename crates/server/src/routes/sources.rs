@@ -37,7 +37,11 @@ pub struct SourceList {
 
 /// Lists the sources the partner may read (with circuit state) and the enabled export formats.
 #[utoipa::path(get, path = "/v1/sources", tag = "sources", security(("api_key" = [])),
-    responses((status = 200, description = "Configured sources", body = SourceList)))]
+    responses(
+        (status = 200, description = "Configured sources", body = SourceList),
+        (status = 401, description = "Missing or unknown API key", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the partner's rate or concurrency limit (see Retry-After)", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(partner): Extension<Arc<Partner>>,
