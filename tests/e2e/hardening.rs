@@ -311,9 +311,10 @@ async fn shutdown_during_a_streamed_download_is_audited_as_interrupted() {
     let path = dir.join("medgate.toml");
     let audit = dir.join("audit.jsonl");
     let config = format!(
-        "[server]\nshutdown_grace_ms = 300\n[auth]\nrequired = false\n[audit]\npath = {:?}\n\
+        "[server]\nshutdown_grace_ms = 300\n[auth]\nrequired = false\n[store]\nurl = \"sqlite://{}\"\n[audit]\npath = {:?}\n\
          [[sources]]\nname = \"his\"\nkind = \"his-xml\"\nurl = \"http://{his}/fhir/Observation?patient={{patient_id}}\"\nformat = \"fhir-r4\"\n\
          [[sources]]\nname = \"hang\"\nkind = \"his-xml\"\nurl = \"http://{hang}/hang/{{patient_id}}\"\nformat = \"fhir-r4\"\ntimeout_ms = 20000\ndeadline_ms = 20000\n",
+        dir.join("store.db").display(),
         audit.display().to_string()
     );
     std::fs::write(&path, config).unwrap();

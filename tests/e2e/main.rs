@@ -8,6 +8,7 @@ mod export;
 mod faults;
 mod fhir;
 mod hardening;
+mod ingest;
 mod ops;
 mod partners;
 mod util;

@@ -102,7 +102,8 @@ async fn graceful_shutdown_finishes_in_flight_requests_then_stops() {
     let dir = crate::util::tempdir();
     let path = dir.join("medgate.toml");
     let config = format!(
-        "[auth]\nrequired = false\n[audit]\npath = {:?}\n[[sources]]\nname = \"slow\"\nkind = \"his-xml\"\nurl = \"http://{slow}/fhir/{{patient_id}}\"\nformat = \"fhir-r4\"\n",
+        "[auth]\nrequired = false\n[store]\nurl = \"sqlite://{}\"\n[audit]\npath = {:?}\n[[sources]]\nname = \"slow\"\nkind = \"his-xml\"\nurl = \"http://{slow}/fhir/{{patient_id}}\"\nformat = \"fhir-r4\"\n",
+        dir.join("store.db").display(),
         dir.join("audit.jsonl").display().to_string()
     );
     std::fs::write(&path, config).unwrap();

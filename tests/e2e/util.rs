@@ -33,6 +33,9 @@ pub fn workload() -> Arc<Workload> {
     })
 }
 
+/// How often the gateway reads the outbox backlog.
+pub const BACKLOG_POLL: Duration = medgate::backlog::POLL;
+
 /// The API key of the `test` partner every harness config has (allowed everything).
 pub const KEY: &str = "test-key-0123456789";
 
@@ -154,6 +157,7 @@ name = "test"
 key_sha256 = "{key}"
 sources = ["*"]
 formats = ["*"]
+ingest = ["*"]
 rate_per_second = 100000
 burst = 100000
 max_concurrency = 1000
@@ -168,12 +172,19 @@ max_concurrency = 1000
 
 /// Starts a gateway from config text.
 pub async fn start_with_config(config: &str, workload: Arc<Workload>) -> Gateway {
-    let dir = tempdir();
+    start_in(config, workload, &tempdir()).await
+}
+
+/// Starts a gateway from config text with its store and audit trail in `dir` (a second
+/// gateway on the same `dir` sees what the first stored).
+pub async fn start_in(config: &str, workload: Arc<Workload>, dir: &std::path::Path) -> Gateway {
     let path = dir.join("medgate.toml");
     let audit = dir.join("audit.jsonl");
+    let store = dir.join("store.db");
     let config = format!(
-        "{config}\n[audit]\npath = {:?}\n",
-        audit.display().to_string()
+        "{config}\n[audit]\npath = {:?}\n[store]\nurl = {:?}\n",
+        audit.display().to_string(),
+        format!("sqlite://{}", store.display())
     );
     std::fs::write(&path, config).expect("write config");
     let loaded = medgate::startup::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}"));

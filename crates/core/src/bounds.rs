@@ -60,6 +60,21 @@ pub const PARTNER: &[Bound] = &[
 /// `[demo]` keys.
 pub const DEMO: &[Bound] = &[b("patients", 1, 1_000_000), b("observations", 0, 100_000)];
 
+/// `[ingest]` keys.
+pub const INGEST: &[Bound] = &[
+    b("workers", 1, 256),
+    b("queue_capacity", 1, 100_000_000),
+    b("high_water", 1, 100_000_000),
+    b("max_body_bytes", 1_024, 64 << 20),
+];
+
+/// `[exports]` keys.
+pub const EXPORTS: &[Bound] = &[
+    b("expire_after_s", 60, 90 * 86_400),
+    b("max_file_bytes", 1 << 20, 1 << 40),
+    b("concurrency", 1, 64),
+];
+
 /// `[audit]` keys.
 pub const AUDIT: &[Bound] = &[
     b("checkpoint_every_entries", 1, 1_000_000),
@@ -148,16 +163,39 @@ pub(crate) fn check_config(config: &Config, issues: &mut Vec<ConfigIssue>) {
         n(a.max_rejected_patient_ids),
     ];
     check("audit", AUDIT, &audit, issues);
+    let i = &config.ingest;
+    let ingest = [
+        n(i.workers),
+        i.queue_capacity,
+        i.high_water,
+        i.max_body_bytes,
+    ];
+    check("ingest", INGEST, &ingest, issues);
+    if i.high_water > i.queue_capacity {
+        issues.push(ConfigIssue::new(
+            "ingest.high_water",
+            "must not exceed ingest.queue_capacity",
+        ));
+    }
+    let e = &config.exports;
+    check(
+        "exports",
+        EXPORTS,
+        &[e.expire_after_s, e.max_file_bytes, n(e.concurrency)],
+        issues,
+    );
 }
 
 /// Every bounded key with its range, as `table.key: min..=max` lines (for docs and tests).
 pub fn table() -> Vec<String> {
-    let tables: [(&str, &[Bound]); 5] = [
+    let tables: [(&str, &[Bound]); 7] = [
         ("server", SERVER),
         ("sources[]", SOURCE),
         ("partners[]", PARTNER),
         ("demo", DEMO),
         ("audit", AUDIT),
+        ("ingest", INGEST),
+        ("exports", EXPORTS),
     ];
     tables
         .iter()

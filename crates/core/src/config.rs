@@ -40,6 +40,155 @@ pub struct Config {
     /// Terminology maps (local code → standard code), applied by sources that list them.
     #[serde(default)]
     pub code_maps: Vec<CodeMapConfig>,
+    /// medgate's own store (pushed reports, background jobs, export jobs).
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Push ingestion (`POST /v1/ingest/{source}`) and its background workers.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Webhooks notified of rule firings and serious adverse events; typed and validated by
+    /// `medgate-alerts`.
+    #[serde(default)]
+    pub webhooks: Vec<toml::Table>,
+    /// Early-warning rules over pushed data; typed and validated by `medgate-alerts`.
+    #[serde(default)]
+    pub rules: Vec<toml::Table>,
+    /// De-identification profiles; typed and validated by `medgate-deid`.
+    #[serde(default)]
+    pub profiles: Vec<toml::Table>,
+    /// Export jobs (FHIR Bulk Data).
+    #[serde(default)]
+    pub exports: ExportsConfig,
+    /// Named patient lists for exports.
+    #[serde(default)]
+    pub cohorts: Vec<CohortConfig>,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` (embedded, one gateway) or `postgres://user@host/db`
+    /// (several replicas on one database). `MEDGATE_STORE_URL` wins when set.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: default_store_url(),
+        }
+    }
+}
+
+fn default_store_url() -> String {
+    "sqlite://data/medgate.db".into()
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Background workers processing accepted reports (rules, notifications).
+    #[serde(default = "default_ingest_workers")]
+    pub workers: usize,
+    /// Jobs the backlog may hold (accepted reports not yet processed).
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: u64,
+    /// Above this backlog new uploads get 503 with a `Retry-After` from the drain rate.
+    #[serde(default = "default_high_water")]
+    pub high_water: u64,
+    /// Largest upload body accepted, in bytes (413 beyond).
+    #[serde(default = "default_ingest_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Webhooks told of every serious adverse event at once.
+    #[serde(default)]
+    pub sae_notify: Vec<String>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            workers: default_ingest_workers(),
+            queue_capacity: default_queue_capacity(),
+            high_water: default_high_water(),
+            max_body_bytes: default_ingest_max_body_bytes(),
+            sae_notify: Vec::new(),
+        }
+    }
+}
+
+fn default_ingest_workers() -> usize {
+    4
+}
+fn default_queue_capacity() -> u64 {
+    100_000
+}
+fn default_high_water() -> u64 {
+    80_000
+}
+fn default_ingest_max_body_bytes() -> u64 {
+    1024 * 1024
+}
+
+/// `[exports]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportsConfig {
+    /// Where job files go (a shared volume when replicas share PostgreSQL).
+    #[serde(default = "default_exports_dir")]
+    pub dir: std::path::PathBuf,
+    /// Files and job state are deleted this long after the job finishes, in seconds.
+    #[serde(default = "default_expire_after_s")]
+    pub expire_after_s: u64,
+    /// A file is split into parts of at most this many bytes.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Export jobs running at once in this gateway.
+    #[serde(default = "default_job_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for ExportsConfig {
+    fn default() -> Self {
+        ExportsConfig {
+            dir: default_exports_dir(),
+            expire_after_s: default_expire_after_s(),
+            max_file_bytes: default_max_file_bytes(),
+            concurrency: default_job_concurrency(),
+        }
+    }
+}
+
+fn default_exports_dir() -> std::path::PathBuf {
+    "data/exports".into()
+}
+fn default_expire_after_s() -> u64 {
+    86_400
+}
+fn default_max_file_bytes() -> u64 {
+    1 << 30
+}
+fn default_job_concurrency() -> usize {
+    2
+}
+
+/// One `[[cohorts]]` entry: a named patient list.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CohortConfig {
+    /// Name used in `/fhir/Group/{name}/$export`.
+    pub name: String,
+    /// File with one patient id per line (blank lines and `#` comments ignored).
+    #[serde(default)]
+    pub patients_file: Option<std::path::PathBuf>,
+    /// Patient ids given inline.
+    #[serde(default)]
+    pub patients: Vec<String>,
+    /// Sources the cohort is exported from (default: every source the partner may read).
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 /// One `[[code_maps]]` entry: a CSV dictionary from local codes to standard ones.
@@ -95,6 +244,17 @@ pub struct PartnerConfig {
     /// Requests in flight at once.
     #[serde(default = "default_partner_concurrency")]
     pub max_concurrency: usize,
+    /// `store` sources the partner may push reports to (`POST /v1/ingest/{source}`); `["*"]`
+    /// for every store source.
+    #[serde(default)]
+    pub ingest: Vec<String>,
+    /// Whether the partner may start export jobs (`POST /v1/exports`, `$export`).
+    #[serde(default)]
+    pub export_jobs: bool,
+    /// A de-identification profile applied to everything this partner reads (it cannot ask
+    /// for another one).
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 fn default_rate() -> u32 {
@@ -662,6 +822,79 @@ pub fn check_url_template(key: &str, template: &str) -> Vec<ConfigIssue> {
     issues
 }
 
+/// The `name` of each `[[profiles]]` table.
+pub fn profile_names(config: &Config) -> impl Iterator<Item = &str> {
+    config
+        .profiles
+        .iter()
+        .filter_map(|t| t.get("name").and_then(|n| n.as_str()))
+}
+
+/// `[[cohorts]]`: unique names, known sources, and patient lists whose every id is valid
+/// (a file's problems name its line).
+fn check_cohorts(
+    config: &Config,
+    source_names: &std::collections::HashSet<String>,
+) -> Vec<ConfigIssue> {
+    let mut issues = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (i, c) in config.cohorts.iter().enumerate() {
+        let label = format!("cohorts[{i}] ({})", c.name);
+        let valid_name = !c.name.is_empty()
+            && c.name.len() <= 64
+            && c.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !valid_name || !names.insert(c.name.as_str()) {
+            issues.push(ConfigIssue::new(
+                format!("{label}.name"),
+                "must be unique, 1-64 of A-Z a-z 0-9 - _ . (it is used in URLs)",
+            ));
+        }
+        for (j, s) in c.sources.iter().enumerate() {
+            if !source_names.contains(s) {
+                issues.push(ConfigIssue::new(
+                    format!("{label}.sources[{j}]"),
+                    format!("no source is named `{s}`"),
+                ));
+            }
+        }
+        for (j, id) in c.patients.iter().enumerate() {
+            if let Err(e) = check_patient_id(id) {
+                issues.push(ConfigIssue::new(format!("{label}.patients[{j}]"), e));
+            }
+        }
+        if let Some(file) = &c.patients_file {
+            if let Err(e) = read_cohort_file(file) {
+                issues.push(ConfigIssue::new(format!("{label}.patients_file"), e));
+            }
+        }
+        if c.patients.is_empty() && c.patients_file.is_none() {
+            issues.push(ConfigIssue::new(&label, "needs patients or patients_file"));
+        }
+    }
+    issues
+}
+
+/// The patient ids of a cohort file: one per line, blank lines and `#` comments ignored.
+///
+/// # Errors
+/// The file cannot be read, or a line is not a valid patient id (`file: line N: …`).
+pub fn read_cohort_file(file: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let id = line.trim();
+        if id.is_empty() || id.starts_with('#') {
+            continue;
+        }
+        check_patient_id(id).map_err(|e| format!("{}: line {}: {e}", file.display(), n + 1))?;
+        ids.push(id.to_owned());
+    }
+    Ok(ids)
+}
+
 /// Checks `[auth]`, `[[partners]]`, `[rate_limit]`, `[server]` budgets and `[demo]` against
 /// the configured source names.
 pub(crate) fn check_access(
@@ -708,7 +941,24 @@ pub(crate) fn check_access(
                 ));
             }
         }
+        for (j, s) in p.ingest.iter().enumerate() {
+            if s != "*" && !source_names.contains(s) {
+                issues.push(ConfigIssue::new(
+                    format!("{label}.ingest[{j}]"),
+                    format!("no source is named `{s}`"),
+                ));
+            }
+        }
+        if let Some(profile) = &p.profile {
+            if !profile_names(config).any(|n| n == profile) {
+                issues.push(ConfigIssue::new(
+                    format!("{label}.profile"),
+                    format!("no [[profiles]] entry is named `{profile}`"),
+                ));
+            }
+        }
     }
+    issues.extend(check_cohorts(config, source_names));
     let redis_env = std::env::var_os("MEDGATE_REDIS_URL").is_some();
     if config.rate_limit.backend == RateLimitBackend::Redis
         && config.rate_limit.redis_url.is_none()

@@ -46,6 +46,11 @@ pub struct Partner {
     pub name: String,
     sources: Allow,
     formats: Allow,
+    ingest: Allow,
+    /// May start export jobs.
+    pub export_jobs: bool,
+    /// The de-identification profile forced on everything this partner reads.
+    pub profile: Option<String>,
     /// Its rate limit; `None` for the anonymous demo caller.
     pub quota: Option<Quota>,
     /// Its concurrency cap.
@@ -58,6 +63,9 @@ impl Partner {
             name: p.name.clone(),
             sources: Allow::from_list(&p.sources),
             formats: Allow::from_list(&p.formats),
+            ingest: Allow::from_list(&p.ingest),
+            export_jobs: p.export_jobs,
+            profile: p.profile.clone(),
             quota: Some(Quota {
                 per_second: p.rate_per_second,
                 burst: p.burst,
@@ -71,6 +79,9 @@ impl Partner {
             name: name.to_owned(),
             sources: Allow::All,
             formats: Allow::All,
+            ingest: Allow::All,
+            export_jobs: true,
+            profile: None,
             quota,
             in_flight: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
         }
@@ -86,6 +97,21 @@ impl Partner {
         } else {
             Err(ApiError::Forbidden(format!(
                 "partner {} may not read source {source}",
+                self.name
+            )))
+        }
+    }
+
+    /// 403 unless the partner may push to `source` (its `ingest` grant).
+    ///
+    /// # Errors
+    /// The forbidden problem.
+    pub fn check_ingest(&self, source: &str) -> Result<(), ApiError> {
+        if self.ingest.permits(source) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "partner {} may not push to source {source}",
                 self.name
             )))
         }

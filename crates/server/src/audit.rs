@@ -19,6 +19,8 @@ pub struct Access {
     patient_ids: Vec<String>,
     /// Fetches that failed in a multi-patient run: (patient id, source, error kind).
     failed: Vec<(String, String, &'static str)>,
+    /// Anything else the route records (receipt ids, files).
+    extra: Option<serde_json::Value>,
 }
 
 impl Access {
@@ -37,6 +39,7 @@ impl Access {
             source: None,
             patient_ids: Vec::new(),
             failed: Vec::new(),
+            extra: None,
         }
     }
 
@@ -69,19 +72,29 @@ impl Access {
         self
     }
 
-    /// The failed fetches as the entry's details.
+    /// Records `details` (an object) in the entry.
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.extra = Some(details);
+        self
+    }
+
+    /// The failed fetches and the route's own details as the entry's details.
     fn details(&self) -> Option<serde_json::Value> {
-        if self.failed.is_empty() {
-            return None;
+        let mut details = match &self.extra {
+            Some(serde_json::Value::Object(map)) => map.clone(),
+            _ => serde_json::Map::new(),
+        };
+        if !self.failed.is_empty() {
+            let failed: Vec<serde_json::Value> = self
+                .failed
+                .iter()
+                .map(|(patient, source, kind)| {
+                    serde_json::json!({ "patient_id": patient, "source": source, "error": kind })
+                })
+                .collect();
+            details.insert("failed_fetches".into(), failed.into());
         }
-        let failed: Vec<serde_json::Value> = self
-            .failed
-            .iter()
-            .map(|(patient, source, kind)| {
-                serde_json::json!({ "patient_id": patient, "source": source, "error": kind })
-            })
-            .collect();
-        Some(serde_json::json!({ "failed_fetches": failed }))
+        (!details.is_empty()).then_some(serde_json::Value::Object(details))
     }
 
     /// Appends the entry; the data may be served only if this succeeds.
@@ -106,16 +119,19 @@ impl Access {
             outcome: outcome.to_owned(),
             details,
         };
-        self.state
-            .services()
-            .audit
-            .append(entry)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "audit trail write failed; refusing to serve data");
-                metrics::counter!("medgate_audit_failures_total").increment(1);
-                ApiError::AuditUnavailable
-            })
+        let audit = &self.state.services().audit;
+        // A refused request sent no data: its line keeps a bounded number of the ids it named.
+        let appended = if status.is_client_error() {
+            let max = self.state.runtime().audit_max_rejected_ids;
+            audit.append_bounded(entry, max).await
+        } else {
+            audit.append(entry).await
+        };
+        appended.map_err(|e| {
+            tracing::error!(error = %e, "audit trail write failed; refusing to serve data");
+            metrics::counter!("medgate_audit_failures_total").increment(1);
+            ApiError::AuditUnavailable
+        })
     }
 
     /// Records the outcome of a handler that answers in one piece, then answers.

@@ -13,6 +13,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod backlog;
 pub mod budget;
 pub mod edge;
 pub mod fetch;
@@ -35,6 +36,8 @@ pub fn registry() -> medgate_core::Registry {
     medgate_export_csv::register(&mut registry);
     medgate_export_json::register(&mut registry);
     medgate_export_xlsx::register(&mut registry);
+    medgate_export_parquet::register(&mut registry);
     medgate_export_fhir_ndjson::register(&mut registry);
+    medgate_source_store::register(&mut registry);
     registry
 }

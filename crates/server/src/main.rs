@@ -310,4 +310,11 @@ fn print_banner(
     println!("  curl -s {auth}'{scheme}://{addr}/v1/patients/P000001/observations'");
     println!("  curl -s {auth}'{scheme}://{addr}/fhir/Observation?patient=P000001'");
     println!("  curl -sOJ {auth}'{scheme}://{addr}/v1/export?source={first}&patient_id=P000001,P000002&format=csv'");
+    if let Some(store) = catalog.sources().iter().find(|s| s.info.kind == "store") {
+        let name = &store.info.name;
+        println!(
+            "  curl -s {auth}-H 'Content-Type: application/json' -d '{{\"patient_id\": \"P000001\", \"reported_at\": \"2026-03-01T08:00:00+08:00\", \"kind\": \"epro\", \"items\": [{{\"code\": \"8867-4\", \"code_system\": \"http://loinc.org\", \"display\": \"Heart rate\", \"value\": 72, \"unit\": \"/min\", \"effective\": \"2026-03-01T07:58:00+08:00\"}}]}}' '{scheme}://{addr}/v1/ingest/{name}'"
+        );
+        println!("  curl -s {auth}'{scheme}://{addr}/v1/data/{name}?patient_id=P000001'");
+    }
 }

@@ -102,7 +102,21 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// `GET /readyz`: config loaded and listener up.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.is_ready() {
-        Json(serde_json::json!({"status": "ready", "sources": state.runtime().catalog.sources().len()})).into_response()
+        let runtime = state.runtime();
+        let backlog = state.backlog().view();
+        Json(serde_json::json!({
+            "status": "ready",
+            "sources": runtime.catalog.sources().len(),
+            "ingest": {
+                "depth": backlog.depth,
+                "capacity": runtime.ingest.queue_capacity,
+                "high_water": runtime.ingest.high_water,
+                "drain_per_second": backlog.drain_per_second,
+                "oldest_job_age_seconds": backlog.oldest_job_age_seconds,
+                "dead": backlog.dead,
+            },
+        }))
+        .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -41,6 +41,12 @@ pub enum ApiError {
         detail: &'static str,
         retry_after: u64,
     },
+    /// A pushed body was refused (415, 400 with every bad field, 413).
+    #[error("{0}")]
+    Ingest(medgate_ingest::IngestError),
+    /// An `Idempotency-Key` reused with a different body.
+    #[error("this Idempotency-Key was used before with a different body; nothing was stored")]
+    IdempotencyConflict,
     /// The audit trail could not record the access, so the data is not served.
     #[error("the access could not be recorded in the audit trail; no data was served")]
     AuditUnavailable,
@@ -70,6 +76,10 @@ impl ApiError {
             }
             ApiError::UnsupportedFormat { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Ingest(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            ApiError::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -86,6 +96,8 @@ impl ApiError {
             ApiError::UnsupportedFormat { .. } => "unsupported-format",
             ApiError::BadRequest(_) => "bad-request",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::Ingest(e) => e.kind(),
+            ApiError::IdempotencyConflict => "idempotency-key-reused",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::NotFound | ApiError::NotFoundDetail(_) => "not-found",
             ApiError::Unauthorized(_) => "unauthorized",
@@ -112,6 +124,20 @@ impl ApiError {
         body.insert("detail".into(), json!(self.to_string()));
         if let ApiError::UnsupportedFormat { enabled, .. } = self {
             body.insert("formats".into(), json!(enabled));
+        }
+        if let ApiError::Ingest(e) = self {
+            if let medgate_ingest::IngestError::Invalid { issues, truncated } = e {
+                body.insert("errors".into(), json!(issues));
+                if *truncated > 0 {
+                    body.insert("errors_not_listed".into(), json!(truncated));
+                }
+            }
+            if matches!(e, medgate_ingest::IngestError::UnsupportedMediaType) {
+                body.insert(
+                    "accepted_media_types".into(),
+                    json!(medgate_ingest::MediaType::SUPPORTED),
+                );
+            }
         }
         if let Some(secs) = self.retry_after() {
             body.insert("retry_after_seconds".into(), json!(secs));

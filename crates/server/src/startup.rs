@@ -45,6 +45,9 @@ pub enum StartupError {
     /// The audit trail could not be opened.
     #[error("audit trail: {0}")]
     Audit(#[from] medgate_audit::AuditError),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(String),
     /// The server certificate could not be loaded.
     #[error("server TLS: {0}")]
     Tls(String),
@@ -95,6 +98,10 @@ pub fn load(path: &Path) -> Result<Loaded, StartupError> {
         if let Err(e) = checkpoint_policy(&plan.config.audit) {
             issues.push(ConfigIssue::new("audit.checkpoint_key_env", e.to_string()));
         }
+        issues.extend(check_ingest_grants(plan));
+        if let Err(e) = medgate_deid::Profiles::from_process_env(&plan.config.profiles) {
+            issues.extend(e.0);
+        }
         // The files a source names (CA bundles, client certificates) are read and checked
         // exactly as start-up will load them, so `check` and `serve` agree.
         for (i, common) in plan.sources().enumerate() {
@@ -114,6 +121,29 @@ pub fn load(path: &Path) -> Result<Loaded, StartupError> {
             Err(invalid(ConfigIssues(issues)))
         }
     }
+}
+
+/// A partner's `ingest` grant names `store` sources only.
+fn check_ingest_grants(plan: &Plan) -> Vec<ConfigIssue> {
+    let kinds: HashMap<&str, &str> = plan
+        .sources()
+        .map(|s| (s.name.as_str(), s.kind.as_str()))
+        .collect();
+    let mut issues = Vec::new();
+    for (i, p) in plan.config.partners.iter().enumerate() {
+        for (j, name) in p.ingest.iter().enumerate() {
+            let kind = kinds.get(name.as_str());
+            if let Some(kind) = kind.filter(|k| **k != medgate_source_store::KIND) {
+                issues.push(ConfigIssue::new(
+                    format!("partners[{i}] ({}).ingest[{j}]", p.name),
+                    format!(
+                        "source `{name}` is of kind `{kind}`; only `store` sources take uploads"
+                    ),
+                ));
+            }
+        }
+    }
+    issues
 }
 
 /// A built gateway, ready to serve.
@@ -159,18 +189,34 @@ pub async fn build(loaded: Loaded) -> Result<Gateway, StartupError> {
     };
     let audit = medgate_audit::AuditLog::open_with(&config.audit.path, options)?;
     let limiter = rate_limiter(&config.rate_limit).await?;
+    let store = open_store(&config.store).await?;
+    let backlog = Arc::new(crate::backlog::Backlog::default());
     let services = Services {
         limiter,
         fail_open: config.rate_limit.fail_open,
         audit,
+        store: store.clone(),
+        backlog: backlog.clone(),
     };
     let client =
         medgate_upstream::shared_client().map_err(|e| StartupError::Client(e.to_string()))?;
-    let runtime = build_runtime(&loaded, &client, &shutdown)?;
+    let runtime = build_runtime(&loaded, &client, &store, &shutdown)?;
     let tls = listen::Tls::from_config(&config.server)
         .map_err(|issues| StartupError::Tls(issues.to_string()))?;
+    let state = AppState::new(runtime, services);
+    {
+        let state = state.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let capacity = {
+                let state = state.clone();
+                move || state.runtime().ingest.queue_capacity
+            };
+            backlog.poll(store, capacity, stop).await;
+        });
+    }
     Ok(Gateway {
-        state: AppState::new(runtime, services),
+        state,
         tls,
         shutdown,
         demo,
@@ -181,6 +227,7 @@ pub async fn build(loaded: Loaded) -> Result<Gateway, StartupError> {
 fn build_runtime(
     loaded: &Loaded,
     client: &reqwest::Client,
+    store: &medgate_store::Store,
     shutdown: &CancellationToken,
 ) -> Result<Runtime, StartupError> {
     let plan = &loaded.plan;
@@ -201,7 +248,8 @@ fn build_runtime(
             )
         })
     };
-    let catalog = plan.build(&upstream_for, None, shutdown)?;
+    let port: Arc<dyn medgate_core::ObservationStore> = Arc::new(store.clone());
+    let catalog = plan.build(&upstream_for, Some(port), shutdown)?;
     let transforms = Transforms::build(&catalog, &loaded.code_maps)
         .map_err(|e| StartupError::Build(medgate_core::Error::Internal(e)))?;
     Ok(Runtime {
@@ -218,7 +266,20 @@ fn build_runtime(
             .metrics_token_env
             .as_ref()
             .and_then(|var| std::env::var(var).ok()),
+        ingest: plan.config.ingest.clone(),
+        audit_max_rejected_ids: plan.config.audit.max_rejected_patient_ids,
     })
+}
+
+/// Opens `[store] url` (`MEDGATE_STORE_URL` wins), creating what is missing and running the
+/// migrations.
+async fn open_store(
+    config: &medgate_core::config::StoreConfig,
+) -> Result<medgate_store::Store, StartupError> {
+    let url = std::env::var("MEDGATE_STORE_URL").unwrap_or_else(|_| config.url.clone());
+    medgate_store::Store::open(&url)
+        .await
+        .map_err(|e| StartupError::Store(e.to_string()))
 }
 
 /// `[audit] checkpoint_key_env` and cadence as the audit log's policy.
@@ -261,7 +322,8 @@ impl Gateway {
     /// and `[server].listen` take effect only on restart.
     pub fn reload(&self, path: &Path) -> Result<(), StartupError> {
         let loaded = load(path)?;
-        let runtime = build_runtime(&loaded, &self.client, &self.shutdown)?;
+        let store = self.state.services().store.clone();
+        let runtime = build_runtime(&loaded, &self.client, &store, &self.shutdown)?;
         if let Some(tls) = &self.tls {
             tls.reload(&loaded.plan.config.server)
                 .map_err(|issues| StartupError::Tls(issues.to_string()))?;

@@ -34,6 +34,10 @@ pub struct Runtime {
     pub exports: Arc<tokio::sync::Semaphore>,
     /// The bearer token that opens `/metrics` on the API listener (`metrics_token_env`).
     pub metrics_token: Option<String>,
+    /// `[ingest]`.
+    pub ingest: medgate_core::config::IngestConfig,
+    /// `[audit] max_rejected_patient_ids`.
+    pub audit_max_rejected_ids: usize,
 }
 
 impl Runtime {
@@ -53,6 +57,10 @@ pub struct Services {
     pub fail_open: bool,
     /// The audit trail.
     pub audit: AuditLog,
+    /// medgate's own store (pushed reports, outbox, export jobs).
+    pub store: medgate_store::Store,
+    /// The outbox backlog as last observed (admission control for uploads).
+    pub backlog: Arc<crate::backlog::Backlog>,
 }
 
 struct Shared {
@@ -85,6 +93,11 @@ impl AppState {
     /// Swaps in a new runtime (config reload).
     pub fn replace(&self, runtime: Runtime) {
         self.0.runtime.store(Arc::new(runtime));
+    }
+
+    /// The outbox backlog.
+    pub fn backlog(&self) -> &crate::backlog::Backlog {
+        &self.0.services.backlog
     }
 
     /// Process-wide services.

@@ -59,6 +59,7 @@ fn generate(rng: &mut StdRng, dir: &std::path::Path) -> String {
         "path = {:?}",
         dir.join("audit.jsonl").display().to_string()
     )];
+    let store = format!("sqlite://{}", dir.join("store.db").display());
     let mut values: Vec<(&str, String, i64)> = keys()
         .into_iter()
         .map(|(table, key, min, max)| {
@@ -102,7 +103,7 @@ fn generate(rng: &mut StdRng, dir: &std::path::Path) -> String {
         }
     }
     format!(
-        "[server]\n{}\n[[sources]]\n{}\n[sources.retry]\n{}\n[sources.breaker]\n{}\n[[partners]]\n{}\n[audit]\n{}\n",
+        "[store]\nurl = {store:?}\n[server]\n{}\n[[sources]]\n{}\n[sources.retry]\n{}\n[sources.breaker]\n{}\n[[partners]]\n{}\n[audit]\n{}\n",
         server.join("\n"),
         source.join("\n"),
         retry.join("\n"),

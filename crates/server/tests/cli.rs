@@ -59,7 +59,7 @@ fn each_problem_is_one_line_naming_file_and_key() {
         (
             "unknown-kind.toml",
             HIS.replace("his-xml", "hl7v2"),
-            &["sources[0] (his).kind: unknown kind `hl7v2`; known kinds: his-xml, wearable-json"],
+            &["sources[0] (his).kind: unknown kind `hl7v2`; known kinds: his-xml, store, wearable-json"],
         ),
         (
             "dup.toml",

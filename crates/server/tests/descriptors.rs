@@ -50,7 +50,8 @@ fn a_descriptor_limit_sheds_connections_and_health_checks_keep_answering() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:{api}\"\nops_listen = \"127.0.0.1:{ops}\"\nidle_timeout_ms = 60000\n[auth]\nrequired = false\n[audit]\npath = {:?}\n",
+            "[server]\nlisten = \"127.0.0.1:{api}\"\nops_listen = \"127.0.0.1:{ops}\"\nidle_timeout_ms = 60000\n[auth]\nrequired = false\n[store]\nurl = \"sqlite://{}\"\n[audit]\npath = {:?}\n",
+            dir.join("store.db").display(),
             dir.join("audit.jsonl").display().to_string()
         ),
     )

@@ -66,14 +66,21 @@ async fn state() -> AppState {
         access: medgate::access::Access::from_config(&plan.config),
         exports: Arc::new(tokio::sync::Semaphore::new(1)),
         metrics_token: None,
+        ingest: Default::default(),
+        audit_max_rejected_ids: 100,
     };
     let audit =
         medgate_audit::AuditLog::open(&plan.config.audit.path, medgate_audit::Durability::Flush)
             .unwrap();
+    let store = medgate_store::Store::open(&format!("sqlite://{}", dir.join("store.db").display()))
+        .await
+        .unwrap();
     let services = Services {
         limiter: Arc::new(medgate_ratelimit::InProcessLimiter::new()),
         fail_open: true,
         audit,
+        store,
+        backlog: Default::default(),
     };
     AppState::new(runtime, services)
 }

@@ -3,6 +3,7 @@
 mod data;
 mod export;
 pub mod fhir;
+mod ingest;
 pub mod openapi;
 mod request_id;
 mod sources;
@@ -40,6 +41,8 @@ pub fn app(state: AppState) -> Router {
             "/v1/export",
             get(export::download).post(export::download_post),
         )
+        .route("/v1/ingest/{source}", axum::routing::post(ingest::upload))
+        .route("/v1/ingest/{source}/receipts/{id}", get(ingest::receipt))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::guard::partner_guard,
