@@ -2,6 +2,7 @@
 //! HTTP upstreams on loopback (the demo's simulated HIS and wearable cloud, plus faulty
 //! upstreams built here). No trait is mocked.
 
+mod alerts;
 mod api;
 mod errors;
 mod export;

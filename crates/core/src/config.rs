@@ -102,9 +102,11 @@ pub struct IngestConfig {
     /// Largest upload body accepted, in bytes (413 beyond).
     #[serde(default = "default_ingest_max_body_bytes")]
     pub max_body_bytes: u64,
-    /// Webhooks told of every serious adverse event at once.
+    /// Webhooks told of every serious adverse event at once. Required (it may be `[]`, on
+    /// purpose) once webhooks and store sources exist: an SAE nobody hears of is the failure
+    /// this exists to prevent.
     #[serde(default)]
-    pub sae_notify: Vec<String>,
+    pub sae_notify: Option<Vec<String>>,
 }
 
 impl Default for IngestConfig {
@@ -114,13 +116,13 @@ impl Default for IngestConfig {
             queue_capacity: default_queue_capacity(),
             high_water: default_high_water(),
             max_body_bytes: default_ingest_max_body_bytes(),
-            sae_notify: Vec::new(),
+            sae_notify: None,
         }
     }
 }
 
 fn default_ingest_workers() -> usize {
-    4
+    16
 }
 fn default_queue_capacity() -> u64 {
     100_000
@@ -255,6 +257,9 @@ pub struct PartnerConfig {
     /// for another one).
     #[serde(default)]
     pub profile: Option<String>,
+    /// May list alerts (`GET /v1/alerts`; they name patients).
+    #[serde(default)]
+    pub read_alerts: bool,
 }
 
 fn default_rate() -> u32 {

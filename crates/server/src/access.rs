@@ -51,6 +51,8 @@ pub struct Partner {
     pub export_jobs: bool,
     /// The de-identification profile forced on everything this partner reads.
     pub profile: Option<String>,
+    /// May list alerts.
+    pub read_alerts: bool,
     /// Its rate limit; `None` for the anonymous demo caller.
     pub quota: Option<Quota>,
     /// Its concurrency cap.
@@ -66,6 +68,7 @@ impl Partner {
             ingest: Allow::from_list(&p.ingest),
             export_jobs: p.export_jobs,
             profile: p.profile.clone(),
+            read_alerts: p.read_alerts,
             quota: Some(Quota {
                 per_second: p.rate_per_second,
                 burst: p.burst,
@@ -82,6 +85,7 @@ impl Partner {
             ingest: Allow::All,
             export_jobs: true,
             profile: None,
+            read_alerts: true,
             quota,
             in_flight: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
         }

@@ -1,8 +1,9 @@
 //! The outbox backlog as the API sees it: admission control for uploads.
 //!
 //! A poller reads the store's outbox statistics a few times a second (never per request) and
-//! keeps the depth, the oldest job's age and the drain rate (jobs completed per second over
-//! the last readings). An upload is admitted only below the high-water mark; above it the
+//! keeps the depth — reports not yet processed plus alerts not yet delivered to their webhook,
+//! since both are work an upload adds —, the oldest job's age and the drain rate (jobs
+//! completed per second over the last readings). An upload is admitted only below the high-water mark; above it the
 //! answer is 503 with a `Retry-After` of how long the workers need to drain back below it at
 //! the observed rate. The handler never blocks on a full queue, and nothing already accepted
 //! is ever dropped.
@@ -86,7 +87,8 @@ impl Backlog {
     }
 
     fn record(&self, stats: &medgate_store::OutboxStats, capacity: u64) {
-        let depth = stats.depth();
+        let depth = stats.depth() + stats.deliveries_pending;
+        metrics::gauge!("medgate_webhook_deliveries_pending").set(stats.deliveries_pending as f64);
         self.depth.store(depth, Ordering::Relaxed);
         self.dead.store(stats.dead, Ordering::Relaxed);
         let oldest = stats

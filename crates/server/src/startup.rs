@@ -71,6 +71,8 @@ pub struct Loaded {
     pub plan: Plan,
     /// The `[[code_maps]]` dictionaries.
     pub code_maps: CodeMaps,
+    /// `[[rules]]`, `[[webhooks]]` and SAE routing, with the webhooks' secrets.
+    pub alerting: medgate_alerts::Alerting,
 }
 
 /// Phase 1 (what `medgate check` runs, and exactly what `serve` and a reload run before
@@ -113,14 +115,45 @@ pub fn load(path: &Path) -> Result<Loaded, StartupError> {
             }
         }
     }
-    match (plan, maps) {
-        (Ok(plan), Ok(code_maps)) if issues.is_empty() => Ok(Loaded { plan, code_maps }),
-        (plan, maps) => {
+    let alerting = match &plan {
+        Ok(plan) => match alerting(plan) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                issues.extend(e);
+                None
+            }
+        },
+        Err(_) => None,
+    };
+    match (plan, maps, alerting) {
+        (Ok(plan), Ok(code_maps), Some(alerting)) if issues.is_empty() => Ok(Loaded {
+            plan,
+            code_maps,
+            alerting,
+        }),
+        (plan, maps, _) => {
             issues.extend(plan.err().into_iter().flat_map(|i| i.0));
             issues.extend(maps.err().into_iter().flat_map(|i| i.0));
             Err(invalid(ConfigIssues(issues)))
         }
     }
+}
+
+/// Rules, webhooks (their secrets read from the environment) and SAE routing.
+fn alerting(plan: &Plan) -> Result<medgate_alerts::Alerting, Vec<ConfigIssue>> {
+    let config = &plan.config;
+    let stores: Vec<String> = plan
+        .sources()
+        .filter(|s| s.kind == medgate_source_store::KIND)
+        .map(|s| s.name.clone())
+        .collect();
+    medgate_alerts::Alerting::build(
+        &config.rules,
+        &config.webhooks,
+        config.ingest.sae_notify.as_deref(),
+        &stores,
+        |var| std::env::var(var).ok(),
+    )
 }
 
 /// A partner's `ingest` grant names `store` sources only.
@@ -152,6 +185,8 @@ pub struct Gateway {
     pub state: AppState,
     /// The server certificate when medgate terminates TLS (swapped on reload).
     pub tls: Option<listen::Tls>,
+    /// Report workers and webhook delivery; taken at shutdown to stop them in order.
+    background: std::sync::Mutex<Option<medgate_alerts::Background>>,
     /// Cancelled to stop the demo upstreams and background work.
     pub shutdown: CancellationToken,
     /// Where the demo upstreams listen, when the config has `[demo]`.
@@ -203,7 +238,20 @@ pub async fn build(loaded: Loaded) -> Result<Gateway, StartupError> {
     let runtime = build_runtime(&loaded, &client, &store, &shutdown)?;
     let tls = listen::Tls::from_config(&config.server)
         .map_err(|issues| StartupError::Tls(issues.to_string()))?;
-    let state = AppState::new(runtime, services);
+    let background = medgate_alerts::Background::start(
+        store.clone(),
+        loaded.alerting,
+        client.clone(),
+        medgate_alerts::BackgroundOptions {
+            pool: medgate_alerts::PoolOptions {
+                workers: config.ingest.workers,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        &shutdown,
+    );
+    let state = AppState::new(runtime, services, background.wake());
     {
         let state = state.clone();
         let stop = shutdown.clone();
@@ -218,6 +266,7 @@ pub async fn build(loaded: Loaded) -> Result<Gateway, StartupError> {
     Ok(Gateway {
         state,
         tls,
+        background: std::sync::Mutex::new(Some(background)),
         shutdown,
         demo,
         client,
@@ -327,6 +376,14 @@ impl Gateway {
         if let Some(tls) = &self.tls {
             tls.reload(&loaded.plan.config.server)
                 .map_err(|issues| StartupError::Tls(issues.to_string()))?;
+        }
+        if let Some(background) = self
+            .background
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            background.reload(loaded.alerting);
         }
         self.state.replace(runtime);
         Ok(())
@@ -449,6 +506,19 @@ pub async fn serve(
     {
         tracing::error!("background work did not stop within 5 s after the grace period");
     }
+    let background = gateway
+        .background
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(background) = background {
+        if !background.stop(std::time::Duration::from_secs(5)).await {
+            tracing::warn!(
+                "report workers did not stop in time; their jobs return after the lease"
+            );
+        }
+    }
+    gateway.state.services().store.close().await;
     if let Err(e) = gateway.state.services().audit.close() {
         tracing::error!(error = %e, "closing the audit trail failed");
     }

@@ -66,6 +66,7 @@ pub struct Services {
 struct Shared {
     runtime: ArcSwap<Runtime>,
     services: Services,
+    wake: medgate_alerts::Wake,
     ready: AtomicBool,
     tasks: TaskTracker,
 }
@@ -76,10 +77,11 @@ pub struct AppState(Arc<Shared>);
 
 impl AppState {
     /// State over a first runtime.
-    pub fn new(runtime: Runtime, services: Services) -> Self {
+    pub fn new(runtime: Runtime, services: Services, wake: medgate_alerts::Wake) -> Self {
         AppState(Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             services,
+            wake,
             ready: AtomicBool::new(false),
             tasks: TaskTracker::new(),
         }))
@@ -93,6 +95,11 @@ impl AppState {
     /// Swaps in a new runtime (config reload).
     pub fn replace(&self, runtime: Runtime) {
         self.0.runtime.store(Arc::new(runtime));
+    }
+
+    /// Wakes a report worker (after a report is stored, so its job is claimed at once).
+    pub fn wake_workers(&self) {
+        self.0.wake.notify();
     }
 
     /// The outbox backlog.

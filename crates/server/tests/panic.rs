@@ -82,7 +82,7 @@ async fn state() -> AppState {
         store,
         backlog: Default::default(),
     };
-    AppState::new(runtime, services)
+    AppState::new(runtime, services, medgate_alerts::Wake::new())
 }
 
 async fn get(app: &axum::Router, uri: &str) -> (u16, serde_json::Value) {

@@ -227,6 +227,8 @@ pub struct OutboxStats {
     /// Jobs completed since the store was created (monotonic: the difference of two readings
     /// over their time difference is the drain rate).
     pub completed: u64,
+    /// Alerts waiting to be delivered to their webhook (pending or being sent).
+    pub deliveries_pending: u64,
 }
 
 impl OutboxStats {

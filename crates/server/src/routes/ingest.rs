@@ -114,7 +114,10 @@ pub async fn upload(
         };
         let store = state.services().store.clone();
         let (receipts, replayed) = match store.ingest(batch).await.map_err(store_error)? {
-            Ingested::Stored(r) => (r, false),
+            Ingested::Stored(r) => {
+                state.wake_workers();
+                (r, false)
+            }
             Ingested::Replayed(r) => (r, true),
             Ingested::KeyConflict => return Err(ApiError::IdempotencyConflict),
         };

@@ -1,5 +1,6 @@
 //! The HTTP API: [`app`] builds the router every test and the binary use.
 
+mod alerts;
 mod data;
 mod export;
 pub mod fhir;
@@ -43,6 +44,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/ingest/{source}", axum::routing::post(ingest::upload))
         .route("/v1/ingest/{source}/receipts/{id}", get(ingest::receipt))
+        .route("/v1/alerts", get(alerts::list))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::guard::partner_guard,

@@ -483,7 +483,8 @@ impl PgStore {
                     (SELECT count(*) FROM jobs WHERE state = 'running') AS running,
                     (SELECT count(*) FROM jobs WHERE state = 'dead') AS dead,
                     (SELECT min(created_us) FROM jobs WHERE state IN ('queued', 'running')) AS oldest,
-                    (SELECT coalesce(sum(completed), 0)::int8 FROM outbox_completed) AS completed",
+                    (SELECT coalesce(sum(completed), 0)::int8 FROM outbox_completed) AS completed,
+                    (SELECT count(*) FROM alerts WHERE state IN ('pending', 'delivering')) AS deliveries",
         )
         .fetch_one(&self.pool)
         .await
@@ -494,6 +495,7 @@ impl PgStore {
             dead: r.try_get::<i64, _>("dead").map_err(&get)? as u64,
             oldest: ts_opt(r.try_get("oldest").map_err(&get)?)?,
             completed: r.try_get::<i64, _>("completed").map_err(&get)? as u64,
+            deliveries_pending: r.try_get::<i64, _>("deliveries").map_err(&get)? as u64,
         })
     }
 

@@ -342,7 +342,8 @@ impl SqliteStore {
                             (SELECT count(*) FROM jobs WHERE state = 'running'),
                             (SELECT count(*) FROM jobs WHERE state = 'dead'),
                             (SELECT min(created_us) FROM jobs WHERE state IN ('queued', 'running')),
-                            (SELECT coalesce(sum(completed), 0) FROM outbox_completed)",
+                            (SELECT coalesce(sum(completed), 0) FROM outbox_completed),
+                            (SELECT count(*) FROM alerts WHERE state IN ('pending', 'delivering'))",
                     [],
                     |r| {
                         Ok((
@@ -351,17 +352,19 @@ impl SqliteStore {
                             r.get::<_, i64>(2)?,
                             r.get::<_, Option<i64>>(3)?,
                             r.get::<_, i64>(4)?,
+                            r.get::<_, i64>(5)?,
                         ))
                     },
                 )
                 .map_err(sql_err("outbox stats"))
-                .and_then(|(q, r, d, oldest, c)| {
+                .and_then(|(q, r, d, oldest, c, a)| {
                     Ok(OutboxStats {
                         queued: q as u64,
                         running: r as u64,
                         dead: d as u64,
                         oldest: ts_opt(oldest)?,
                         completed: c as u64,
+                        deliveries_pending: a as u64,
                     })
                 })
             })
