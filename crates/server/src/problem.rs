@@ -44,6 +44,9 @@ pub enum ApiError {
     /// A pushed body was refused (415, 400 with every bad field, 413).
     #[error("{0}")]
     Ingest(medgate_ingest::IngestError),
+    /// An export job request or operation that cannot be done.
+    #[error("{0}")]
+    Export(medgate_exports::ExportError),
     /// An `Idempotency-Key` reused with a different body.
     #[error("this Idempotency-Key was used before with a different body; nothing was stored")]
     IdempotencyConflict,
@@ -80,6 +83,9 @@ impl ApiError {
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
             }
             ApiError::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Export(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -98,6 +104,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Ingest(e) => e.kind(),
             ApiError::IdempotencyConflict => "idempotency-key-reused",
+            ApiError::Export(e) => e.kind(),
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::NotFound | ApiError::NotFoundDetail(_) => "not-found",
             ApiError::Unauthorized(_) => "unauthorized",

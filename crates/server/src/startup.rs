@@ -187,6 +187,8 @@ pub struct Gateway {
     pub tls: Option<listen::Tls>,
     /// Report workers and webhook delivery; taken at shutdown to stop them in order.
     background: std::sync::Mutex<Option<medgate_alerts::Background>>,
+    /// The export job runner; taken at shutdown (its jobs resume at the next start).
+    runner: std::sync::Mutex<Option<medgate_exports::Runner>>,
     /// Cancelled to stop the demo upstreams and background work.
     pub shutdown: CancellationToken,
     /// Where the demo upstreams listen, when the config has `[demo]`.
@@ -253,6 +255,7 @@ pub async fn build(loaded: Loaded) -> Result<Gateway, StartupError> {
     );
     let state = AppState::new(runtime, services, background.wake());
     {
+        let poll_store = store.clone();
         let state = state.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -260,13 +263,21 @@ pub async fn build(loaded: Loaded) -> Result<Gateway, StartupError> {
                 let state = state.clone();
                 move || state.runtime().ingest.queue_capacity
             };
-            backlog.poll(store, capacity, stop).await;
+            backlog.poll(poll_store, capacity, stop).await;
         });
     }
+    let exports = medgate_exports::Exports::new(
+        store.clone(),
+        Arc::new(crate::routes::jobs::ServerExportEnv(state.clone())),
+        medgate_exports::RunnerOptions::default(),
+    );
+    let runner = exports.start(shutdown.clone());
+    state.set_exports(exports);
     Ok(Gateway {
         state,
         tls,
         background: std::sync::Mutex::new(Some(background)),
+        runner: std::sync::Mutex::new(Some(runner)),
         shutdown,
         demo,
         client,
@@ -298,11 +309,23 @@ fn build_runtime(
         })
     };
     let port: Arc<dyn medgate_core::ObservationStore> = Arc::new(store.clone());
-    let catalog = plan.build(&upstream_for, Some(port), shutdown)?;
+    let catalog = plan.build(&upstream_for, Some(port.clone()), shutdown)?;
     let transforms = Transforms::build(&catalog, &loaded.code_maps)
         .map_err(|e| StartupError::Build(medgate_core::Error::Internal(e)))?;
+    let pipeline = Pipeline::new(Arc::new(transforms), shutdown.clone());
+    let profiles = medgate_deid::Profiles::from_process_env(&plan.config.profiles)
+        .map_err(|e| StartupError::Build(medgate_core::Error::Internal(e.to_string())))?;
+    let jobs = Arc::new(medgate_exports::Snapshot::new(
+        &catalog,
+        pipeline.clone(),
+        profiles.clone(),
+        &plan.config,
+        Some(port),
+    ));
     Ok(Runtime {
-        pipeline: Pipeline::new(Arc::new(transforms), shutdown.clone()),
+        pipeline,
+        jobs,
+        profiles,
         catalog,
         server: plan.config.server.clone(),
         access: Access::from_config(&plan.config),
@@ -516,6 +539,15 @@ pub async fn serve(
             tracing::warn!(
                 "report workers did not stop in time; their jobs return after the lease"
             );
+        }
+    }
+    let runner = gateway.runner.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(runner) = runner {
+        if tokio::time::timeout(std::time::Duration::from_secs(5), runner.stopped())
+            .await
+            .is_err()
+        {
+            tracing::warn!("export jobs did not stop in time; they resume after their lease");
         }
     }
     gateway.state.services().store.close().await;

@@ -38,6 +38,10 @@ pub struct Runtime {
     pub ingest: medgate_core::config::IngestConfig,
     /// `[audit] max_rejected_patient_ids`.
     pub audit_max_rejected_ids: usize,
+    /// What export jobs started now run with (sources, exporters, profiles, cohorts).
+    pub jobs: Arc<medgate_exports::Snapshot>,
+    /// De-identification profiles.
+    pub profiles: medgate_deid::Profiles,
 }
 
 impl Runtime {
@@ -67,6 +71,7 @@ struct Shared {
     runtime: ArcSwap<Runtime>,
     services: Services,
     wake: medgate_alerts::Wake,
+    exports: std::sync::OnceLock<medgate_exports::Exports>,
     ready: AtomicBool,
     tasks: TaskTracker,
 }
@@ -82,6 +87,7 @@ impl AppState {
             runtime: ArcSwap::from_pointee(runtime),
             services,
             wake,
+            exports: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
             tasks: TaskTracker::new(),
         }))
@@ -95,6 +101,19 @@ impl AppState {
     /// Swaps in a new runtime (config reload).
     pub fn replace(&self, runtime: Runtime) {
         self.0.runtime.store(Arc::new(runtime));
+    }
+
+    /// Export jobs (set once at start-up, after the state exists: their environment reads it).
+    ///
+    /// # Panics
+    /// Before [`AppState::set_exports`]; start-up sets it before serving.
+    pub fn exports(&self) -> &medgate_exports::Exports {
+        self.0.exports.get().expect("export jobs are set up before serving")
+    }
+
+    /// Sets the export jobs (once).
+    pub fn set_exports(&self, exports: medgate_exports::Exports) {
+        let _ = self.0.exports.set(exports);
     }
 
     /// Wakes a report worker (after a report is stored, so its job is claimed at once).

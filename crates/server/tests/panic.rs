@@ -59,8 +59,18 @@ async fn state() -> AppState {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let catalog = plan.build(&upstream_for, None, &shutdown).unwrap();
     let transforms = medgate_pipeline::Transforms::build(&catalog, &Default::default()).unwrap();
+    let pipeline = medgate_pipeline::Pipeline::new(Arc::new(transforms), shutdown);
+    let jobs = Arc::new(medgate_exports::Snapshot::new(
+        &catalog,
+        pipeline.clone(),
+        Default::default(),
+        &plan.config,
+        None,
+    ));
     let runtime = Runtime {
-        pipeline: medgate_pipeline::Pipeline::new(Arc::new(transforms), shutdown),
+        pipeline,
+        jobs,
+        profiles: Default::default(),
         catalog,
         server: plan.config.server.clone(),
         access: medgate::access::Access::from_config(&plan.config),

@@ -5,6 +5,7 @@ mod data;
 mod export;
 pub mod fhir;
 mod ingest;
+pub mod jobs;
 pub mod openapi;
 mod request_id;
 mod sources;
@@ -45,12 +46,17 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/ingest/{source}", axum::routing::post(ingest::upload))
         .route("/v1/ingest/{source}/receipts/{id}", get(ingest::receipt))
         .route("/v1/alerts", get(alerts::list))
+        .route("/v1/exports", axum::routing::post(jobs::kick_off))
+        .route("/v1/exports/{id}", get(jobs::status).delete(jobs::delete))
+        .route("/v1/exports/{id}/files/{n}", get(jobs::file))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::guard::partner_guard,
         ));
     let fhir_guarded = Router::new()
         .route("/fhir/Observation", get(fhir::search))
+        .route("/fhir/Patient/$export", get(jobs::patient_export))
+        .route("/fhir/Group/{cohort}/$export", get(jobs::group_export))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::guard::partner_guard,

@@ -6,7 +6,7 @@
 use axum::Json;
 use utoipa::{OpenApi, ToSchema};
 
-use super::{alerts, data, export, fhir, ingest, sources};
+use super::{alerts, data, export, fhir, ingest, jobs, sources};
 
 /// One row of the flat projection of an observation (a panel's components are rows of their
 /// own, with id `<id>#<index>`). The first ten keys are always present (null when empty); the
@@ -270,7 +270,7 @@ impl utoipa::Modify for CommonResponses {
 #[openapi(
     modifiers(&ApiKeyScheme, &CommonResponses),
     info(title = "medgate", description = "One normalized HTTP API in front of hospital, lab and wearable systems."),
-    paths(sources::list, data::one_source, data::all_sources, export::download, export::download_post, ingest::upload, ingest::receipt, alerts::list, fhir::metadata, fhir::search),
+    paths(sources::list, data::one_source, data::all_sources, export::download, export::download_post, ingest::upload, ingest::receipt, alerts::list, jobs::kick_off, jobs::patient_export, jobs::group_export, jobs::status, jobs::delete, jobs::file, fhir::metadata, fhir::search),
     components(schemas(ingest::Receipts, ingest::ReceiptView, ingest::ReceiptState, medgate_ingest::schema::ReportBody, export::ExportBody, Observation, OneValue, Warning, Warnings, SourceData, SourceStatus, PatientData, Problem, FhirBundle, FhirResource, sources::SourceList, sources::SourceView)),
     tags((name = "sources"), (name = "data"), (name = "export"), (name = "ingest"), (name = "fhir"))
 )]
