@@ -223,22 +223,27 @@ impl PartNames {
         }
     }
 
-    /// Part `n`: the output itself, or `<stem>-<nnnn>.<ext>` beside it when splitting.
+    /// Part `n`: see [`part_path`].
     fn of(&self, n: u32) -> PathBuf {
-        if !self.split {
-            return self.output.clone();
-        }
-        let stem = self
-            .output
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "export".into());
-        let name = match self.output.extension() {
-            Some(ext) => format!("{stem}-{n:04}.{}", ext.to_string_lossy()),
-            None => format!("{stem}-{n:04}"),
-        };
-        self.output.with_file_name(name)
+        part_path(&self.output, n, self.split)
     }
+}
+
+/// Part `n` of an output: the output itself, or `<stem>-<nnnn>.<ext>` beside it when
+/// splitting. The CLI's remote mode names downloaded parts the same way.
+pub fn part_path(output: &Path, n: u32, split: bool) -> PathBuf {
+    if !split {
+        return output.to_owned();
+    }
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "export".into());
+    let name = match output.extension() {
+        Some(ext) => format!("{stem}-{n:04}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{n:04}"),
+    };
+    output.with_file_name(name)
 }
 
 /// Local parts need no recording.

@@ -21,6 +21,7 @@ pub mod guard;
 pub mod listen;
 pub mod observe;
 pub mod problem;
+pub mod researcher;
 pub mod routes;
 pub mod startup;
 pub mod state;

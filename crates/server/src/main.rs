@@ -1,4 +1,4 @@
-//! The `medgate` command: `serve`, `check`.
+//! The `medgate` command: `serve`, `check`, `export`, `audit`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,11 +41,87 @@ enum Command {
         #[arg(long, default_value = "config/medgate.toml")]
         config: PathBuf,
     },
+    /// Export observations of a cohort to files: locally over the config's sources (the same
+    /// pipeline, profiles and exporters as the gateway), or as a job on a gateway (--server).
+    ///
+    /// Exit status: 0 complete; 1 failed; 2 bad arguments or a refused request; 3 complete
+    /// but some patients failed (listed on stderr, and in --errors as FHIR OperationOutcome).
+    #[command(
+        after_help = "Examples:\n  medgate export --config config/medgate.toml --source his,wearable --patients P000001,P000002 -o out.xlsx\n  medgate export --source his --patients @ids.txt --profile research -o study.parquet\n  MEDGATE_API_KEY=... medgate export --server https://gw.example --cohort study-a --format csv -o study.csv"
+    )]
+    Export(Box<ExportCommand>),
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct ExportCommand {
+    /// Config file (TOML), for a local export.
+    #[arg(long, default_value = "config/medgate.toml")]
+    config: PathBuf,
+    /// Drive a job on this gateway instead (e.g. https://medgate.example.org).
+    #[arg(long)]
+    server: Option<String>,
+    /// With --server: the environment variable holding your partner API key.
+    #[arg(long, default_value = "MEDGATE_API_KEY")]
+    api_key_env: String,
+    /// Source names, comma-separated (default: the cohort's, or every source).
+    #[arg(long, value_delimiter = ',')]
+    source: Vec<String>,
+    /// `all`, `@FILE` (one patient id per line), or ids separated by commas.
+    #[arg(long)]
+    patients: Option<String>,
+    /// A configured cohort ([[cohorts]]) instead of --patients.
+    #[arg(long)]
+    cohort: Option<String>,
+    /// csv, json, ndjson, fhir-ndjson, xlsx, parquet (default: from the output's extension).
+    #[arg(long)]
+    format: Option<String>,
+    /// A de-identification profile ([[profiles]]).
+    #[arg(long)]
+    profile: Option<String>,
+    /// Only observations effective at or after this RFC 3339 instant.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only these codes (`code` or `system|code`), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    codes: Vec<String>,
+    /// The output file; split parts are named out-0001.csv, out-0002.csv … beside it.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Split into files of about this many bytes, each a whole file of its format.
+    #[arg(long)]
+    max_file_bytes: Option<u64>,
+    /// Write failed (patient, source) pairs here as FHIR OperationOutcome NDJSON.
+    #[arg(long)]
+    errors: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl From<ExportCommand> for medgate::researcher::ExportArgs {
+    fn from(c: ExportCommand) -> Self {
+        medgate::researcher::ExportArgs {
+            config: c.config,
+            server: c.server,
+            api_key_env: c.api_key_env,
+            sources: c.source,
+            patients: c.patients,
+            cohort: c.cohort,
+            format: c.format,
+            profile: c.profile,
+            since: c.since,
+            codes: c.codes,
+            output: c.output,
+            max_file_bytes: c.max_file_bytes,
+            errors: c.errors,
+            quiet: c.quiet,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -80,13 +156,45 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
+    // A researcher's export shows progress and a summary; the gateway's info lines (demo
+    // upstreams listening, migrations) would only bury them. RUST_LOG still wins.
+    let default_level = match cli.command {
+        Command::Export(_) => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(&config),
+        Command::Export(export) => medgate::researcher::main((*export).into()),
         Command::Audit { command } => audit(command),
     }
+}
+
+/// Help and version as clap prints them; a bad argument as one line (clap's first) with a
+/// pointer to `--help`, exit status 2.
+fn usage(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("medgate: {first} (see medgate --help)");
+    ExitCode::from(2)
 }
 
 fn audit(command: AuditCommand) -> ExitCode {
@@ -162,9 +270,9 @@ fn verify(file: &std::path::Path, key_env: Option<&str>) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_level.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

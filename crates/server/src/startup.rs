@@ -284,6 +284,46 @@ pub async fn build(loaded: Loaded) -> Result<Gateway, StartupError> {
     })
 }
 
+/// What `medgate export` runs locally: a config's sources, pipeline, profiles and cohorts
+/// (and its demo upstreams and store), without listeners, audit trail or background work.
+pub struct LocalRuntime {
+    /// Sources, exporters, pipeline, profiles and cohorts, as a job on the server sees them.
+    pub snapshot: Arc<medgate_exports::Snapshot>,
+    /// Cancel to stop the demo upstreams; [`LocalRuntime::close`] does it.
+    pub shutdown: CancellationToken,
+    store: medgate_store::Store,
+}
+
+impl LocalRuntime {
+    /// Stops the demo upstreams and closes the store.
+    pub async fn close(self) {
+        self.shutdown.cancel();
+        self.store.close().await;
+    }
+}
+
+/// Builds a [`LocalRuntime`] from a validated config.
+///
+/// # Errors
+/// A demo upstream cannot bind (a gateway on the same config already holds its port), the
+/// store cannot be opened, or a source fails to build.
+pub async fn build_local(loaded: &Loaded) -> Result<LocalRuntime, StartupError> {
+    let shutdown = CancellationToken::new();
+    let config = &loaded.plan.config;
+    if let Some(demo) = &config.demo {
+        start_demo(demo, &shutdown).await?;
+    }
+    let store = open_store(&config.store).await?;
+    let client =
+        medgate_upstream::shared_client().map_err(|e| StartupError::Client(e.to_string()))?;
+    let runtime = build_runtime(loaded, &client, &store, &shutdown)?;
+    Ok(LocalRuntime {
+        snapshot: runtime.jobs,
+        shutdown,
+        store,
+    })
+}
+
 fn build_runtime(
     loaded: &Loaded,
     client: &reqwest::Client,
@@ -541,7 +581,11 @@ pub async fn serve(
             );
         }
     }
-    let runner = gateway.runner.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let runner = gateway
+        .runner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
     if let Some(runner) = runner {
         if tokio::time::timeout(std::time::Duration::from_secs(5), runner.stopped())
             .await
