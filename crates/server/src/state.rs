@@ -108,7 +108,10 @@ impl AppState {
     /// # Panics
     /// Before [`AppState::set_exports`]; start-up sets it before serving.
     pub fn exports(&self) -> &medgate_exports::Exports {
-        self.0.exports.get().expect("export jobs are set up before serving")
+        self.0
+            .exports
+            .get()
+            .expect("export jobs are set up before serving")
     }
 
     /// Sets the export jobs (once).

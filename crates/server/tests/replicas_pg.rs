@@ -32,7 +32,10 @@ type Delivered = Arc<Mutex<Vec<(String, String)>>>;
 async fn hook(State(got): State<Delivered>, headers: HeaderMap, body: String) -> StatusCode {
     let id = headers["webhook-id"].to_str().unwrap().to_owned();
     let payload: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let receipt = payload["data"]["receipt"].as_str().unwrap_or_default().to_owned();
+    let receipt = payload["data"]["receipt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     got.lock().unwrap().push((id, receipt));
     StatusCode::NO_CONTENT
 }
@@ -85,8 +88,14 @@ impl Replica {
 
     async fn ready(&self) {
         let started = Instant::now();
-        while reqwest::get(format!("{}/healthz", self.base)).await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "replica did not start");
+        while reqwest::get(format!("{}/healthz", self.base))
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "replica did not start"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -108,8 +117,15 @@ async fn two_replicas_on_postgres_store_and_process_every_report_exactly_once() 
     let pool = sqlx::PgPool::connect(&admin)
         .await
         .unwrap_or_else(|e| panic!("MEDGATE_TEST_POSTGRES_URL is set but unreachable: {e}"));
-    let db = format!("medgate_replicas_{}_{}", std::process::id(), rand::random::<u32>());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&pool).await.unwrap();
+    let db = format!(
+        "medgate_replicas_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&pool)
+        .await
+        .unwrap();
     let store = match admin.rsplit_once('/') {
         Some((server, _)) => format!("{server}/{db}"),
         None => panic!("MEDGATE_TEST_POSTGRES_URL has no database path"),
@@ -118,7 +134,9 @@ async fn two_replicas_on_postgres_store_and_process_every_report_exactly_once() 
     let delivered: Delivered = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook_addr = listener.local_addr().unwrap().to_string();
-    let app = Router::new().route("/hook", post(hook)).with_state(delivered.clone());
+    let app = Router::new()
+        .route("/hook", post(hook))
+        .with_state(delivered.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let dir = std::env::temp_dir().join(format!("medgate-replicas-{}", std::process::id()));
@@ -170,7 +188,11 @@ async fn two_replicas_on_postgres_store_and_process_every_report_exactly_once() 
     }
     a.ready().await;
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "uploads were acknowledged: {}", acked.len());
+    assert!(
+        acked.len() > 50,
+        "uploads were acknowledged: {}",
+        acked.len()
+    );
 
     // Every acknowledged report is delivered, and no job ran twice (one webhook message per
     // receipt; a job run twice would have recorded and sent it again).
@@ -181,7 +203,10 @@ async fn two_replicas_on_postgres_store_and_process_every_report_exactly_once() 
             *m.entry(r.as_str()).or_default() += 1;
             m
         });
-        let missing = acked.iter().filter(|r| !per_receipt.contains_key(r.as_str())).count();
+        let missing = acked
+            .iter()
+            .filter(|r| !per_receipt.contains_key(r.as_str()))
+            .count();
         if missing == 0 {
             let mut ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
             ids.sort_unstable();
@@ -196,15 +221,25 @@ async fn two_replicas_on_postgres_store_and_process_every_report_exactly_once() 
                     *m.entry(r).or_default() += 1;
                     m
                 });
-            assert!(alerts_per_receipt.values().all(|n| *n == 1), "a job ran twice");
+            assert!(
+                alerts_per_receipt.values().all(|n| *n == 1),
+                "a job ran twice"
+            );
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "{missing} acknowledged reports never processed");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{missing} acknowledged reports never processed"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(a);
     drop(b);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).execute(&pool).await;
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {db} WITH (FORCE)"
+    )))
+    .execute(&pool)
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -85,7 +85,15 @@ pub async fn patient_export(
     let asked = query
         .map_err(|e| ApiError::BadRequest(e.body_text()))
         .and_then(|Query(q)| q.to_request(None).map_err(export_error));
-    start(state, partner, request_id, headers, asked, "/fhir/Patient/$export").await
+    start(
+        state,
+        partner,
+        request_id,
+        headers,
+        asked,
+        "/fhir/Patient/$export",
+    )
+    .await
 }
 
 /// FHIR Bulk Data: the patients of a configured cohort.
@@ -112,7 +120,15 @@ pub async fn group_export(
         (Err(e), _) => Err(ApiError::BadRequest(e.body_text())),
         (_, Err(e)) => Err(ApiError::BadRequest(e.body_text())),
     };
-    start(state, partner, request_id, headers, asked, "/fhir/Group/{cohort}/$export").await
+    start(
+        state,
+        partner,
+        request_id,
+        headers,
+        asked,
+        "/fhir/Group/{cohort}/$export",
+    )
+    .await
 }
 
 async fn start(
@@ -162,7 +178,12 @@ async fn start(
     }
     .await;
     match result {
-        Ok((response, details)) => access.with_details(details).respond(Ok((response, 0))).await,
+        Ok((response, details)) => {
+            access
+                .with_details(details)
+                .respond(Ok((response, 0)))
+                .await
+        }
         Err(e) => access.respond(Err(e)).await,
     }
 }
@@ -207,7 +228,10 @@ pub async fn status(
             .map_err(export_error)?;
         Ok::<_, ApiError>(match status {
             JobStatus::Queued { retry_after } => progress(None, retry_after),
-            JobStatus::Running { progress: p, retry_after } => progress(Some(&p), retry_after),
+            JobStatus::Running {
+                progress: p,
+                retry_after,
+            } => progress(Some(&p), retry_after),
             JobStatus::Completed { manifest, expires } => {
                 let mut response = Json(manifest).into_response();
                 if let Ok(v) = HeaderValue::from_str(&http_date(expires)) {
@@ -229,7 +253,10 @@ pub async fn status(
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-fn progress(p: Option<&medgate_store::ExportProgress>, retry_after: std::time::Duration) -> Response {
+fn progress(
+    p: Option<&medgate_store::ExportProgress>,
+    retry_after: std::time::Duration,
+) -> Response {
     let text = p.map_or_else(|| "queued".to_owned(), medgate_exports::jobs::progress_text);
     let mut response = StatusCode::ACCEPTED.into_response();
     let headers = response.headers_mut();
@@ -274,11 +301,19 @@ pub async fn delete(
             Deleted::Cancelled => "cancelled",
             Deleted::Removed => "removed",
         };
-        Ok::<_, ApiError>((StatusCode::ACCEPTED.into_response(), serde_json::json!({ "job": id, "deleted": what })))
+        Ok::<_, ApiError>((
+            StatusCode::ACCEPTED.into_response(),
+            serde_json::json!({ "job": id, "deleted": what }),
+        ))
     }
     .await;
     match result {
-        Ok((response, details)) => access.with_details(details).respond(Ok((response, 0))).await,
+        Ok((response, details)) => {
+            access
+                .with_details(details)
+                .respond(Ok((response, 0)))
+                .await
+        }
         Err(e) => access.respond(Err(e)).await,
     }
 }
@@ -318,7 +353,9 @@ pub async fn file(
             headers.insert(header::CONTENT_TYPE, v);
         }
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(download.size));
-        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", download.filename)) {
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("attachment; filename=\"{}\"", download.filename))
+        {
             headers.insert(header::CONTENT_DISPOSITION, v);
         }
         if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", download.sha256)) {
@@ -331,7 +368,12 @@ pub async fn file(
     }
     .await;
     match result {
-        Ok((response, count, details)) => access.with_details(details).respond(Ok((response, count))).await,
+        Ok((response, count, details)) => {
+            access
+                .with_details(details)
+                .respond(Ok((response, count)))
+                .await
+        }
         Err(e) => access.respond(Err(e)).await,
     }
 }
