@@ -180,6 +180,51 @@ pub async fn start_with_config(config: &str, workload: Arc<Workload>) -> Gateway
 /// Starts a gateway from config text with its store and audit trail in `dir` (a second
 /// gateway on the same `dir` sees what the first stored).
 pub async fn start_in(config: &str, workload: Arc<Workload>, dir: &std::path::Path) -> Gateway {
+    boot(config, workload, dir, |_| {}, std::future::pending())
+        .await
+        .0
+}
+
+/// Stops a gateway started by [`start_stoppable`] the way SIGTERM does (stop accepting,
+/// grace, interrupt, stop background work and export jobs, close the store and the audit
+/// trail). Dropping it stops the gateway too.
+pub struct Stop {
+    tx: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<()>,
+}
+
+impl Stop {
+    /// Stops the gateway and waits until its ordered shutdown is over.
+    pub async fn stop(self) {
+        let _ = self.tx.send(());
+        self.served.await.expect("the gateway's serve task");
+    }
+}
+
+/// [`start_in`], with `tune` applied to the validated config before the gateway is built
+/// (tests set values below a key's production minimum, e.g. a 2 s `[exports]
+/// expire_after_s`), and a [`Stop`] to shut it down.
+pub async fn start_stoppable(
+    config: &str,
+    workload: Arc<Workload>,
+    dir: &std::path::Path,
+    tune: impl FnOnce(&mut medgate_core::Config),
+) -> (Gateway, Stop) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (gw, served) = boot(config, workload, dir, tune, async move {
+        let _ = rx.await;
+    })
+    .await;
+    (gw, Stop { tx, served })
+}
+
+async fn boot(
+    config: &str,
+    workload: Arc<Workload>,
+    dir: &std::path::Path,
+    tune: impl FnOnce(&mut medgate_core::Config),
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (Gateway, tokio::task::JoinHandle<()>) {
     let path = dir.join("medgate.toml");
     let audit = dir.join("audit.jsonl");
     let store = dir.join("store.db");
@@ -189,7 +234,9 @@ pub async fn start_in(config: &str, workload: Arc<Workload>, dir: &std::path::Pa
         format!("sqlite://{}", store.display())
     );
     std::fs::write(&path, config).expect("write config");
-    let loaded = medgate::startup::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}"));
+    let mut loaded =
+        medgate::startup::load(&path).unwrap_or_else(|e| panic!("config invalid:\n{e}"));
+    tune(&mut loaded.plan.config);
     let handle = Arc::new(
         medgate::startup::build(loaded)
             .await
@@ -205,11 +252,14 @@ pub async fn start_in(config: &str, workload: Arc<Workload>, dir: &std::path::Pa
         api,
         ops: Some(ops),
     };
-    tokio::spawn(medgate::startup::serve(
-        handle.clone(),
-        listeners,
-        std::future::pending(),
-    ));
+    let served = tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            medgate::startup::serve(handle, listeners, stop)
+                .await
+                .expect("the gateway serves and stops cleanly");
+        }
+    });
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         "authorization",
@@ -220,7 +270,7 @@ pub async fn start_in(config: &str, workload: Arc<Workload>, dir: &std::path::Pa
         .default_headers(headers)
         .build()
         .expect("client");
-    Gateway {
+    let gw = Gateway {
         base: format!("http://{addr}"),
         ops: format!("http://{ops_addr}"),
         client,
@@ -228,7 +278,8 @@ pub async fn start_in(config: &str, workload: Arc<Workload>, dir: &std::path::Pa
         audit,
         config: path,
         handle,
-    }
+    };
+    (gw, served)
 }
 
 /// The audit trail's entries as JSON.

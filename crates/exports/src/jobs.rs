@@ -213,13 +213,25 @@ impl Exports {
         })
     }
 
-    /// The partner's job `id`.
+    /// The partner's job `id`. A finished job past its `Expires` is gone even before the
+    /// runner's next sweep deletes it: it is deleted here, with its files, and not found.
     ///
     /// # Errors
-    /// [`ExportError::NotFound`] for an unknown job or another partner's.
+    /// [`ExportError::NotFound`] for an unknown job, another partner's, or an expired one.
     pub async fn job(&self, partner: &str, id: &str) -> Result<ExportJob> {
         match self.inner.store.export(id).await? {
-            Some(job) if job.partner == partner => Ok(job),
+            Some(job) if job.partner == partner => {
+                let expires = self.expires(&job);
+                if job.state.is_final() && expires < Timestamp::now() {
+                    if let Err(e) = self.remove(&job.id).await {
+                        tracing::warn!(error = %e, "deleting an expired export job failed");
+                    }
+                    return Err(ExportError::NotFound(format!(
+                        "export job {id} expired at {expires}; its files were deleted"
+                    )));
+                }
+                Ok(job)
+            }
             _ => Err(ExportError::NotFound(format!("no export job {id}"))),
         }
     }

@@ -34,7 +34,8 @@ pub const MAX_CODE_LEN: usize = 256;
 #[serde(deny_unknown_fields)]
 pub struct ExportRequest {
     /// Source names; each patient's observations come from them in this order. Empty: the
-    /// cohort's sources, or else every source the partner may read.
+    /// cohort's sources, or else every source the partner may read (with `"all"`, every
+    /// `store` source it may read: only those can list their patients).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<String>,
     /// The patients: a list of ids, or `"all"` (every patient with data in the sources,
@@ -146,8 +147,8 @@ pub struct BulkQuery {
     /// Resource types: only `Observation` is exported.
     #[serde(rename = "_type")]
     pub types: Option<String>,
-    /// Comma-separated source names (a medgate extension; default: every source the partner
-    /// may read, or the cohort's).
+    /// Comma-separated source names (a medgate extension; default: the cohort's, or for
+    /// `Patient/$export` every `store` source the partner may read).
     #[serde(rename = "_source")]
     pub sources: Option<String>,
     /// A de-identification profile (a medgate extension).
@@ -246,16 +247,28 @@ impl Grant<'_> {
                 .and_then(|c| snapshot.cohort(c))
                 .map(|c| c.sources.clone())
                 .unwrap_or_default();
+            // `"all"` (a plain `Patient/$export`) can only run over sources that list their
+            // patients: default to those, not to sources that would fail the request.
+            let all = from_cohort.is_empty() && request.patients == Some(Patients::All);
             request.sources = if from_cohort.is_empty() {
                 snapshot
                     .sources
                     .iter()
+                    .filter(|s| !all || s.info.kind == medgate_source_store::KIND)
                     .map(|s| s.info.name.clone())
                     .filter(|s| (self.may_read)(s))
                     .collect()
             } else {
                 from_cohort
             };
+            if request.sources.is_empty() && all {
+                return Err(ExportError::Invalid(format!(
+                    "patients \"all\" needs sources that can list their patients (kind `{}`), \
+                     and partner {} may read none: list the patients or name a cohort",
+                    medgate_source_store::KIND,
+                    self.partner
+                )));
+            }
             if request.sources.is_empty() {
                 return Err(ExportError::Forbidden(format!(
                     "partner {} may read no configured source",

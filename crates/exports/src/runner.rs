@@ -15,8 +15,9 @@
 //!   file of a dead attempt in it.
 //! - A worker that lost its lease (it stalled, another took over) learns it at its next
 //!   heartbeat or file record, stops, and removes only its own attempt's files.
-//! - At shutdown, running jobs stop where they are and stay `running`: another gateway (or
-//!   this one after its restart) resumes them once their lease has passed.
+//! - At shutdown, running jobs stop where they are and stay `running` with their lease given
+//!   up: this gateway after its restart (or another replica at its next sweep) resumes them at
+//!   once. The jobs of a worker that crashed are resumed once their lease has passed.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -460,8 +461,18 @@ async fn conclude(
             tracing::warn!("export job taken over by another worker; this attempt stopped");
         }
         (None, Err(RunError::Interrupted)) => {
-            // Shutdown: the job stays running and is resumed after its lease.
+            // Shutdown: the job stays running, its lease given up so that the next start
+            // resumes it at once instead of after the lease.
             let _ = shutdown;
+            let released = ctx
+                .exports
+                .inner
+                .store
+                .export_heartbeat(&ctx.job.id, &ctx.worker, tracker.progress(), Duration::ZERO)
+                .await;
+            if let Err(e) = released {
+                tracing::warn!(error = %e, "an interrupted export job keeps its lease");
+            }
         }
         (None, Err(RunError::Failed(error))) => {
             let _ = remove_dir(&attempt_dir).await;

@@ -171,7 +171,10 @@ async fn progress_is_reported_while_a_job_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_mid_job_stops_it_and_removes_its_files() {
+    // 40 patients: the splitter's probe takes the first 256 observations (21 patients)
+    // before the first part is written, so parts are recorded while 19 patients remain.
     let h = harness(Setup {
+        patients: 40,
         delay: Duration::from_millis(100),
         fetch_concurrency: 1,
         max_file_bytes: 4096,
@@ -179,7 +182,7 @@ async fn cancel_mid_job_stops_it_and_removes_its_files() {
     })
     .await;
     let runner = h.exports.start(h.shutdown.clone());
-    let patients = ids(20);
+    let patients = ids(40);
     let patients: Vec<&str> = patients.iter().map(String::as_str).collect();
     let job = h.kick_off(request(&["slow"], &patients, "csv")).await;
     let job_dir = h.exports_dir().join(&job.id);
@@ -223,7 +226,7 @@ async fn cancel_mid_job_stops_it_and_removes_its_files() {
     let j = h.store.export(&job.id).await.unwrap().unwrap();
     assert_eq!(j.state, ExportState::Cancelled);
     assert!(
-        j.progress.patients_done < 20,
+        j.progress.patients_done < 40,
         "it stopped early: {:?}",
         j.progress
     );
