@@ -405,8 +405,115 @@ fn offset(sign: u8, hours: i8, minutes: i8) -> Parsed<Offset> {
     Offset::from_seconds(seconds).map_err(|_| BAD_OFFSET)
 }
 
+/// A date-time's RFC 3339 text, built without the formatting machinery (rows and JSON
+/// answers write one per observation).
+struct Text {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl Text {
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn digits(&mut self, n: u32, width: usize) {
+        let mut n = n;
+        for i in (0..width).rev() {
+            self.buf[self.len + i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        self.len += width;
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and punctuation are ever pushed.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl DateTime {
+    /// The text [`Display`](fmt::Display) writes, for years 0–9999 (all that FHIR and HL7
+    /// text can say); `None` for others, which take the general path.
+    fn text(&self) -> Option<Text> {
+        let mut t = Text {
+            buf: [0; 40],
+            len: 0,
+        };
+        let year = |y: i16| u32::try_from(y).ok().filter(|y| *y <= 9999);
+        let date = |t: &mut Text, d: civil::Date| -> Option<()> {
+            t.digits(year(d.year())?, 4);
+            t.push(b'-');
+            t.digits(d.month().unsigned_abs().into(), 2);
+            t.push(b'-');
+            t.digits(d.day().unsigned_abs().into(), 2);
+            Some(())
+        };
+        match self.0 {
+            Repr::Year(y) => t.digits(year(y)?, 4),
+            Repr::Month(y, m) => {
+                t.digits(year(y)?, 4);
+                t.push(b'-');
+                t.digits(m.unsigned_abs().into(), 2);
+            }
+            Repr::Date(d) => date(&mut t, d)?,
+            Repr::Time { at, fraction, zone } => {
+                date(&mut t, at.date())?;
+                t.push(b'T');
+                t.digits(at.hour().unsigned_abs().into(), 2);
+                t.push(b':');
+                t.digits(at.minute().unsigned_abs().into(), 2);
+                t.push(b':');
+                t.digits(at.second().unsigned_abs().into(), 2);
+                if fraction > 0 {
+                    let scaled = at.subsec_nanosecond() / 10i32.pow(9 - u32::from(fraction));
+                    t.push(b'.');
+                    t.digits(scaled.unsigned_abs(), usize::from(fraction));
+                }
+                match zone {
+                    Zone::Local => {}
+                    Zone::Utc => t.push(b'Z'),
+                    Zone::Offset(o) | Zone::Assumed(o) => {
+                        let seconds = o.seconds();
+                        t.push(if seconds < 0 { b'-' } else { b'+' });
+                        let minutes = seconds.unsigned_abs() / 60;
+                        t.digits(minutes / 60, 2);
+                        t.push(b':');
+                        t.digits(minutes % 60, 2);
+                    }
+                }
+            }
+        }
+        Some(t)
+    }
+}
+
+impl DateTime {
+    /// Appends the RFC 3339 text ([`Display`](fmt::Display)'s) to `out`.
+    pub(crate) fn write_text(&self, out: &mut String) {
+        match self.text() {
+            Some(text) => out.push_str(text.as_str()),
+            None => {
+                use fmt::Write as _;
+                let _ = write!(out, "{self}");
+            }
+        }
+    }
+}
+
 impl fmt::Display for DateTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.text() {
+            Some(text) => f.write_str(text.as_str()),
+            None => self.fmt_general(f),
+        }
+    }
+}
+
+impl DateTime {
+    /// Any year (a shifted date may leave 0–9999), through the formatting machinery.
+    fn fmt_general(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
             Repr::Year(y) => write!(f, "{y:04}"),
             Repr::Month(y, m) => write!(f, "{y:04}-{m:02}"),
@@ -449,7 +556,10 @@ impl FromStr for DateTime {
 
 impl serde::Serialize for DateTime {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self.text() {
+            Some(text) => s.serialize_str(text.as_str()),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -467,6 +577,45 @@ mod tests {
     fn round_trip(text: &str) {
         let parsed = DateTime::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
         assert_eq!(parsed.to_string(), text);
+    }
+
+    /// The fast text and the general formatter agree on every shape, and JSON gets the same.
+    #[test]
+    fn fast_text_matches_the_general_formatter() {
+        struct General<'a>(&'a DateTime);
+        impl fmt::Display for General<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt_general(f)
+            }
+        }
+        let mut cases = Vec::new();
+        for year in ["0001", "0999", "1950", "2024", "9999"] {
+            cases.push(year.to_owned());
+            cases.push(format!("{year}-02"));
+            cases.push(format!("{year}-12-31"));
+            for zone in ["", "Z", "+00:00", "-05:30", "+14:00", "-00:45"] {
+                cases.push(format!("{year}-06-30T23:59:59{zone}"));
+                for digits in 1..=9 {
+                    let fraction = &"123456789"[..digits];
+                    cases.push(format!("{year}-01-01T00:00:00.{fraction}{zone}"));
+                    cases.push(format!(
+                        "{year}-01-01T00:00:00.{}{zone}",
+                        "0".repeat(digits)
+                    ));
+                }
+            }
+        }
+        for text in &cases {
+            let d = DateTime::parse(text).unwrap();
+            assert_eq!(d.to_string(), *text);
+            assert_eq!(General(&d).to_string(), *text);
+            assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{text}\""));
+        }
+        // Out of 0-9999 only through date shifting: the general path writes it.
+        let far = DateTime::parse("0001-01-01").unwrap().shift_days(-800);
+        assert_eq!(far.to_string(), General(&far).to_string());
+        assert!(far.to_string().starts_with('-'), "{far}");
+        assert_eq!(serde_json::to_string(&far).unwrap(), format!("\"{far}\""));
     }
 
     #[test]

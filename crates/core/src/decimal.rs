@@ -6,15 +6,24 @@
 //! [`Decimal::parse_lenient`] accepts those and rewrites them into JSON's grammar without
 //! changing the value or the number of written digits (`00` → `0`, `.50` → `0.50`).
 
-use serde::ser::{Serialize, Serializer};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
 use serde_json::value::RawValue;
+
+/// The name under which serde_json's serializers recognize a raw JSON value and write its
+/// text verbatim (`serde_json::value::RawValue` serializes as a struct of this name with one
+/// field of this name). Writing that shape ourselves keeps the number verbatim in JSON
+/// without building a `RawValue`, whose constructor runs serde_json's whole parser over text
+/// that [`is_json_number`] has already checked. `decimals_serialize_as_written` fails if a
+/// serde_json release ever changes the name.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
 /// A decimal number kept as its written text, in the JSON number grammar (which FHIR's
 /// decimal grammar is a subset of), so it can be written to JSON verbatim.
 ///
-/// Stored as a [`RawValue`] so that serializing to JSON copies the text without allocating.
+/// The text is checked once against the JSON number grammar when the value is made, so
+/// serializing to JSON copies it without allocating or re-validating.
 #[derive(Debug, Clone)]
-pub struct Decimal(Box<RawValue>);
+pub struct Decimal(Box<str>);
 
 impl PartialEq for Decimal {
     fn eq(&self, other: &Self) -> bool {
@@ -37,7 +46,7 @@ impl Decimal {
         if !is_json_number(text.as_bytes()) {
             return None;
         }
-        RawValue::from_string(text.to_owned()).ok().map(Decimal)
+        Some(Decimal(Box::from(text)))
     }
 
     /// Accepts every lexical form of `xs:decimal` and `xs:double` finite numbers
@@ -50,17 +59,18 @@ impl Decimal {
         if is_json_number(text.as_bytes()) {
             return Decimal::parse(text);
         }
-        canonicalize(text).and_then(|t| RawValue::from_string(t).ok().map(Decimal))
+        canonicalize(text).map(|t| Decimal(t.into_boxed_str()))
     }
 
     /// A decimal from an integer.
     pub fn from_i64(n: i64) -> Decimal {
-        Decimal::parse(&n.to_string()).expect("an integer is a JSON number")
+        // An integer's decimal text is always a JSON number.
+        Decimal(n.to_string().into_boxed_str())
     }
 
     /// The number as written (canonical JSON form).
     pub fn as_str(&self) -> &str {
-        self.0.get()
+        &self.0
     }
 
     /// The nearest `f64` (for comparisons and rules; never for output).
@@ -100,9 +110,12 @@ impl Decimal {
 
 impl Serialize for Decimal {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // RawValue writes the text verbatim through serde_json; other serializers see a
-        // string-shaped struct, which is why exporters for other formats use `as_str`.
-        self.0.serialize(s)
+        // Exactly `RawValue`'s own shape: serde_json writes the text verbatim; other
+        // serializers see a string-shaped struct, which is why exporters for other formats
+        // use `as_str`.
+        let mut raw = s.serialize_struct(RAW_VALUE_TOKEN, 1)?;
+        raw.serialize_field(RAW_VALUE_TOKEN, &*self.0)?;
+        raw.end()
     }
 }
 
@@ -308,6 +321,16 @@ mod tests {
             Decimal::parse("1e-22").unwrap(),
         ];
         assert_eq!(serde_json::to_string(&v).unwrap(), "[98.60,1e-22]");
+        // serde_json's Value keeps the written digits too (arbitrary precision).
+        assert_eq!(
+            serde_json::to_value(&v).unwrap().to_string(),
+            "[98.60,1e-22]"
+        );
+        assert_eq!(
+            serde_json::to_string_pretty(&v[0]).unwrap(),
+            "98.60",
+            "every serde_json formatter writes raw values verbatim"
+        );
         let back: Vec<Decimal> = serde_json::from_str("[98.60, 1e-22]").unwrap();
         assert_eq!(back, v);
         assert_eq!(v[0].fraction_digits(), Some(2));

@@ -398,24 +398,37 @@ impl HttpUpstream {
         })
     }
 
+    /// Reads the body under the cap. A body that arrives as one chunk is returned as that
+    /// chunk (no copy); otherwise the chunks are joined into one buffer sized from
+    /// `Content-Length`.
     async fn read_capped(
         &self,
         mut response: reqwest::Response,
     ) -> std::result::Result<Bytes, Fault> {
         let limit = self.policy.max_body_bytes;
         let capacity = response.content_length().unwrap_or(16 * 1024).min(limit);
-        let mut body = BytesMut::with_capacity(capacity as usize);
+        let mut first: Option<Bytes> = None;
+        let mut joined = BytesMut::new();
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|e| self.transport_fault(e))?
         {
-            if (body.len() + chunk.len()) as u64 > limit {
+            let held = first.as_ref().map_or(0, Bytes::len) + joined.len();
+            if (held + chunk.len()) as u64 > limit {
                 return Err(self.too_large());
             }
-            body.extend_from_slice(&chunk);
+            if held == 0 {
+                first = Some(chunk);
+                continue;
+            }
+            if let Some(first) = first.take() {
+                joined.reserve((capacity as usize).max(first.len() + chunk.len()));
+                joined.extend_from_slice(&first);
+            }
+            joined.extend_from_slice(&chunk);
         }
-        Ok(body.freeze())
+        Ok(first.unwrap_or_else(|| joined.freeze()))
     }
 
     /// Classifies a transport error: the gateway's own resource exhaustion, a TLS failure,

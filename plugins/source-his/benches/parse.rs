@@ -1,9 +1,17 @@
 //! S5: parse throughput of the FHIR R4 workload bundle (100 observations, ~91 KB) into the
 //! lossless record, against quick-xml's bare event loop over the same bytes in the same run
-//! (the ceiling no parser built on it can pass). Also CCD 1 (176 KB C-CDA) for reference.
+//! (the reference of SCENARIOS.md: quick-xml's reader reading every event and building
+//! nothing). `tokenizer_only` is medgate's own hardened reader over the same bytes, building
+//! nothing: the parse's floor. Also CCD 1 (176 KB C-CDA) for reference.
+//!
+//! The gateway's allocator (mimalloc) is used, as in production: the record is made of
+//! small strings, so the allocator is part of what is measured.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use medgate_source_his::{parse, ParseContext, Parser};
+use medgate_source_his::{parse, scan_only, ParseContext, Parser};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/");
 
@@ -25,9 +33,12 @@ fn bench_parse(c: &mut Criterion) {
     group.bench_function("fhir_r4_workload", |b| {
         b.iter(|| parse(&Parser::FhirR4, std::hint::black_box(&workload), &ctx).unwrap())
     });
-    // Ceiling: quick-xml alone reading every event, no attributes, no records.
+    // Reference: quick-xml alone reading every event, no attributes, no records.
     group.bench_function("quick_xml_events_baseline", |b| {
         b.iter(|| bare_event_loop(std::hint::black_box(&workload)))
+    });
+    group.bench_function("tokenizer_only", |b| {
+        b.iter(|| scan_only(std::hint::black_box(&workload)).unwrap())
     });
     group.finish();
 

@@ -48,11 +48,10 @@ use medgate_core::{
     CodeableConcept, Coding, Comparator, DateTime, Effective, Observation, Period, Quantity, Range,
     Ratio, ReferenceRange, Status, Value, Warning,
 };
-use quick_xml::events::BytesStart;
 
-use crate::error::ParseError;
+use crate::error::Fail;
 use crate::text::{decimal, quoted, unreadable_number};
-use crate::xml::{local, Ev, Xml};
+use crate::xml::{local, Ev, Start, Xml};
 use crate::ParseContext;
 
 const CDA_NS: &str = "urn:hl7-org:v3";
@@ -65,7 +64,7 @@ const RANGE_MEANING: &str = "http://terminology.hl7.org/CodeSystem/referencerang
 type Read<T> = Result<T, Warning>;
 
 /// Parses a CDA document.
-pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Observation>, ParseError> {
+pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Observation>, Fail> {
     let mut xml = Xml::new(bytes, ctx.max_depth);
     let root = xml.root()?;
     if xml.root_namespace(&root)?.as_deref() != Some(CDA_NS) {
@@ -179,7 +178,7 @@ fn parse_observation(
     ctx: &ParseContext,
     category: Option<&'static str>,
     index: usize,
-) -> Result<Option<Observation>, ParseError> {
+) -> Result<Option<Observation>, Fail> {
     let mut o = Observation::new(ctx.patient_id.clone(), ctx.source.clone(), String::new());
     let (mut id, mut has_code, mut has_time, mut has_value) = (None, false, false, false);
     while let Some(child) = xml.next_child()? {
@@ -239,7 +238,7 @@ fn parse_observation(
 }
 
 /// `@root` + `/` + `@extension` of an `id` element.
-fn instance_id(xml: &Xml<'_>, start: &BytesStart<'_>) -> Result<Option<String>, ParseError> {
+fn instance_id(xml: &Xml<'_>, start: &Start<'_>) -> Result<Option<String>, Fail> {
     let [root, extension] = xml.attrs(start, ["root", "extension"])?;
     Ok(match (root, extension) {
         (Some(r), Some(e)) => Some(format!("{r}/{e}")),
@@ -253,9 +252,9 @@ fn instance_id(xml: &Xml<'_>, start: &BytesStart<'_>) -> Result<Option<String>, 
 /// `default_system` applies when the element names no code system.
 fn read_cd(
     xml: &mut Xml<'_>,
-    start: &BytesStart<'_>,
+    start: &Start<'_>,
     default_system: Option<&str>,
-) -> Result<CodeableConcept, ParseError> {
+) -> Result<CodeableConcept, Fail> {
     let mut concept = CodeableConcept::default();
     let own = coding(xml, start, default_system)?;
     if !own.is_empty() {
@@ -279,11 +278,7 @@ fn read_cd(
 
 /// The coding in a CD element's attributes (codes trimmed: CDA codes never carry spaces, but
 /// real documents do, e.g. `code="46008-9 "`).
-fn coding(
-    xml: &Xml<'_>,
-    start: &BytesStart<'_>,
-    default_system: Option<&str>,
-) -> Result<Coding, ParseError> {
+fn coding(xml: &Xml<'_>, start: &Start<'_>, default_system: Option<&str>) -> Result<Coding, Fail> {
     let [code, system, display] = xml.attrs(start, ["code", "codeSystem", "displayName"])?;
     let code = code.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
     if code.is_none() && display.is_none() {
@@ -302,7 +297,7 @@ fn coding(
 
 /// The text content of the current element, trimmed; `None` when empty (a `<reference>`
 /// to narrative only).
-fn trimmed_text(xml: &mut Xml<'_>) -> Result<Option<String>, ParseError> {
+fn trimmed_text(xml: &mut Xml<'_>) -> Result<Option<String>, Fail> {
     let text = xml.read_text()?;
     let trimmed = text.trim();
     Ok((!trimmed.is_empty()).then(|| trimmed.to_owned()))
@@ -339,10 +334,10 @@ fn ts(xml: &Xml<'_>, text: &str, element: &str, warnings: &mut Vec<Warning>) -> 
 /// `@value` of a TS element, consuming it.
 fn ts_element(
     xml: &mut Xml<'_>,
-    start: &BytesStart<'_>,
+    start: &Start<'_>,
     element: &str,
     warnings: &mut Vec<Warning>,
-) -> Result<Option<DateTime>, ParseError> {
+) -> Result<Option<DateTime>, Fail> {
     let value = xml.attr(start, "value")?;
     xml.skip()?;
     Ok(value.and_then(|v| ts(xml, &v, element, warnings)))
@@ -353,7 +348,7 @@ fn read_ivl_ts(
     xml: &mut Xml<'_>,
     element: &str,
     warnings: &mut Vec<Warning>,
-) -> Result<Period, ParseError> {
+) -> Result<Period, Fail> {
     let mut period = Period::default();
     let mut center = None;
     while let Some(child) = xml.next_child()? {
@@ -373,9 +368,9 @@ fn read_ivl_ts(
 /// `effectiveTime`: `@value` → a date-time, else `low`/`high` → a period; consumes it.
 fn read_effective_time(
     xml: &mut Xml<'_>,
-    start: &BytesStart<'_>,
+    start: &Start<'_>,
     warnings: &mut Vec<Warning>,
-) -> Result<Option<Effective>, ParseError> {
+) -> Result<Option<Effective>, Fail> {
     if let Some(value) = xml.attr(start, "value")? {
         xml.skip()?;
         return Ok(ts(xml, &value, "effectiveTime", warnings).map(Effective::DateTime));
@@ -414,7 +409,7 @@ impl Translation {
 }
 
 /// Consumes the current element, returning its first `translation` with a `@value`.
-fn read_translation(xml: &mut Xml<'_>) -> Result<Option<Translation>, ParseError> {
+fn read_translation(xml: &mut Xml<'_>) -> Result<Option<Translation>, Fail> {
     let mut found = None;
     while let Some(child) = xml.next_child()? {
         if found.is_some() || local(&child) != "translation" {
@@ -452,10 +447,10 @@ fn read_translation(xml: &mut Xml<'_>) -> Result<Option<Translation>, ParseError
 /// translation, with a warning. `None`: no value at all (a nullFlavor, an infinite bound).
 fn read_pq(
     xml: &mut Xml<'_>,
-    start: &BytesStart<'_>,
+    start: &Start<'_>,
     element: &str,
     warnings: &mut Vec<Warning>,
-) -> Result<Option<Read<Quantity>>, ParseError> {
+) -> Result<Option<Read<Quantity>>, Fail> {
     let [raw, unit, null_flavor] = xml.attrs(start, ["value", "unit", "nullFlavor"])?;
     if let Some(raw) = raw.filter(|r| !r.trim().is_empty()) {
         xml.skip()?;
@@ -501,7 +496,7 @@ fn read_bounds(
     xml: &mut Xml<'_>,
     element: &str,
     warnings: &mut Vec<Warning>,
-) -> Result<Read<Bounds>, ParseError> {
+) -> Result<Read<Bounds>, Fail> {
     let mut bounds = Bounds::default();
     let mut problem = None;
     while let Some(child) = xml.next_child()? {
@@ -578,11 +573,7 @@ fn ivl_pq_value(xml: &Xml<'_>, bounds: Bounds, warnings: &mut Vec<Warning>) -> V
 }
 
 /// Reads the observation's `value` by `xsi:type` into `o`, consuming the element.
-fn read_value(
-    xml: &mut Xml<'_>,
-    start: &BytesStart<'_>,
-    o: &mut Observation,
-) -> Result<(), ParseError> {
+fn read_value(xml: &mut Xml<'_>, start: &Start<'_>, o: &mut Observation) -> Result<(), Fail> {
     let [kind, null_flavor, raw, code, representation] = xml.attrs(
         start,
         ["type", "nullFlavor", "value", "code", "representation"],
@@ -709,7 +700,7 @@ fn int_value(xml: &Xml<'_>, raw: &str, warnings: &mut Vec<Warning>) -> Read<Valu
 }
 
 /// An `RTO` value (`numerator`, `denominator`, each PQ or INT), consuming it.
-fn read_ratio(xml: &mut Xml<'_>, warnings: &mut Vec<Warning>) -> Result<Read<Value>, ParseError> {
+fn read_ratio(xml: &mut Xml<'_>, warnings: &mut Vec<Warning>) -> Result<Read<Value>, Fail> {
     let mut ratio = Ratio::default();
     let mut problem = None;
     while let Some(child) = xml.next_child()? {
@@ -745,12 +736,12 @@ fn read_ratio(xml: &mut Xml<'_>, warnings: &mut Vec<Warning>) -> Result<Read<Val
 /// read by what it carries — a code as CD, a `@value` as PQ, else its text — and say so.
 fn untyped(
     xml: &mut Xml<'_>,
-    start: &BytesStart<'_>,
+    start: &Start<'_>,
     has_value: bool,
     has_code: bool,
     warnings: &mut Vec<Warning>,
     kind: Option<&str>,
-) -> Result<Read<Value>, ParseError> {
+) -> Result<Read<Value>, Fail> {
     let (value, read_as) = if has_code {
         (Ok(coded(read_cd(xml, start, None)?)), "CD")
     } else if has_value {
@@ -776,7 +767,7 @@ fn untyped(
 fn read_reference_range(
     xml: &mut Xml<'_>,
     warnings: &mut Vec<Warning>,
-) -> Result<Option<ReferenceRange>, ParseError> {
+) -> Result<Option<ReferenceRange>, Fail> {
     let mut range = ReferenceRange::default();
     while let Some(child) = xml.next_child()? {
         if local(&child) != "observationRange" {
@@ -813,10 +804,10 @@ fn read_reference_range(
 /// the range's text when it has none.
 fn read_range_value(
     xml: &mut Xml<'_>,
-    start: &BytesStart<'_>,
+    start: &Start<'_>,
     range: &mut ReferenceRange,
     warnings: &mut Vec<Warning>,
-) -> Result<(), ParseError> {
+) -> Result<(), Fail> {
     let kind = xml.attr(start, "type")?;
     let kind = kind
         .as_deref()

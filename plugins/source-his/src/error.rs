@@ -38,6 +38,10 @@ impl fmt::Display for Position {
 
 /// A payload that could not be parsed. The message never echoes patient identifiers: it
 /// names the problem and the position only.
+/// A [`ParseError`] on the parser's own paths: boxed, because errors are rare and every
+/// `Result` of the hot path is smaller for it.
+pub(crate) type Fail = Box<ParseError>;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// Not well-formed XML (syntax, truncation, mismatched tags, bad encoding).

@@ -26,11 +26,10 @@ use medgate_core::{
     CodeableConcept, Coding, Comparator, Component, DateTime, Effective, Observation, Period,
     Quantity, Range, Ratio, Reference, ReferenceRange, Status, Value, Warning,
 };
-use quick_xml::events::BytesStart;
 
-use crate::error::ParseError;
+use crate::error::Fail;
 use crate::text::{decimal, quoted, unreadable_number};
-use crate::xml::{local, Xml};
+use crate::xml::{local, Start, Xml};
 use crate::ParseContext;
 
 const FHIR_NS: &str = "http://hl7.org/fhir";
@@ -39,7 +38,7 @@ const FHIR_NS: &str = "http://hl7.org/fhir";
 type Read<T> = Result<T, Warning>;
 
 /// Parses a FHIR R4 XML payload.
-pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Observation>, ParseError> {
+pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Observation>, Fail> {
     let mut xml = Xml::new(bytes, ctx.max_depth).trim_text();
     let root = xml.root()?;
     let namespace = xml.root_namespace(&root)?;
@@ -72,7 +71,7 @@ fn parse_bundle(
     xml: &mut Xml<'_>,
     ctx: &ParseContext,
     rows: &mut Vec<Observation>,
-) -> Result<(), ParseError> {
+) -> Result<(), Fail> {
     while let Some(child) = xml.next_child()? {
         match local(&child) {
             "entry" => parse_entry(xml, ctx, rows)?,
@@ -92,11 +91,12 @@ fn parse_entry(
     xml: &mut Xml<'_>,
     ctx: &ParseContext,
     rows: &mut Vec<Observation>,
-) -> Result<(), ParseError> {
-    let mut full_url: Option<String> = None;
+) -> Result<(), Fail> {
+    // Borrowed from the payload: only an Observation without `id` keeps a copy.
+    let mut full_url: Option<Cow<'_, str>> = None;
     while let Some(child) = xml.next_child()? {
         match local(&child) {
-            "fullUrl" => full_url = take_value(xml, &child)?.map(Cow::into_owned),
+            "fullUrl" => full_url = take_value(xml, &child)?,
             "resource" => {
                 while let Some(resource) = xml.next_child()? {
                     if local(&resource) == "Observation" {
@@ -125,7 +125,7 @@ fn parse_observation(
     xml: &mut Xml<'_>,
     ctx: &ParseContext,
     fallback_id: &str,
-) -> Result<Observation, ParseError> {
+) -> Result<Observation, Fail> {
     let mut o = Observation::new(ctx.patient_id.clone(), ctx.source.clone(), String::new());
     while let Some(child) = xml.next_child()? {
         let name = local(&child);
@@ -187,7 +187,7 @@ fn parse_observation(
     Ok(o)
 }
 
-fn read_component(xml: &mut Xml<'_>, warnings: &mut Vec<Warning>) -> Result<Component, ParseError> {
+fn read_component(xml: &mut Xml<'_>, warnings: &mut Vec<Warning>) -> Result<Component, Fail> {
     let mut c = Component::default();
     while let Some(child) = xml.next_child()? {
         let name = local(&child);
@@ -214,24 +214,21 @@ fn read_component(xml: &mut Xml<'_>, warnings: &mut Vec<Warning>) -> Result<Comp
 }
 
 /// The `@value` of a primitive element, consuming the element.
-fn take_value<'s>(
-    xml: &mut Xml<'_>,
-    start: &'s BytesStart<'_>,
-) -> Result<Option<Cow<'s, str>>, ParseError> {
+fn take_value<'s>(xml: &mut Xml<'_>, start: &Start<'s>) -> Result<Option<Cow<'s, str>>, Fail> {
     let value = xml.attr(start, "value")?;
     xml.skip()?;
     Ok(value)
 }
 
-fn take_string(xml: &mut Xml<'_>, start: &BytesStart<'_>) -> Result<Option<String>, ParseError> {
+fn take_string(xml: &mut Xml<'_>, start: &Start<'_>) -> Result<Option<String>, Fail> {
     Ok(take_value(xml, start)?.map(Cow::into_owned))
 }
 
 fn read_status(
     xml: &mut Xml<'_>,
-    start: &BytesStart<'_>,
+    start: &Start<'_>,
     warnings: &mut Vec<Warning>,
-) -> Result<Option<Status>, ParseError> {
+) -> Result<Option<Status>, Fail> {
     let Some(code) = take_value(xml, start)? else {
         return Ok(None);
     };
@@ -245,7 +242,7 @@ fn read_status(
     Ok(status)
 }
 
-fn read_concept(xml: &mut Xml<'_>) -> Result<CodeableConcept, ParseError> {
+fn read_concept(xml: &mut Xml<'_>) -> Result<CodeableConcept, Fail> {
     let mut concept = CodeableConcept::default();
     while let Some(child) = xml.next_child()? {
         match local(&child) {
@@ -257,7 +254,7 @@ fn read_concept(xml: &mut Xml<'_>) -> Result<CodeableConcept, ParseError> {
     Ok(concept)
 }
 
-fn read_coding(xml: &mut Xml<'_>) -> Result<Coding, ParseError> {
+fn read_coding(xml: &mut Xml<'_>) -> Result<Coding, Fail> {
     let mut coding = Coding::default();
     while let Some(child) = xml.next_child()? {
         match local(&child) {
@@ -270,7 +267,7 @@ fn read_coding(xml: &mut Xml<'_>) -> Result<Coding, ParseError> {
     Ok(coding)
 }
 
-fn read_reference(xml: &mut Xml<'_>) -> Result<Reference, ParseError> {
+fn read_reference(xml: &mut Xml<'_>) -> Result<Reference, Fail> {
     let mut reference = Reference::default();
     while let Some(child) = xml.next_child()? {
         match local(&child) {
@@ -284,7 +281,7 @@ fn read_reference(xml: &mut Xml<'_>) -> Result<Reference, ParseError> {
 
 /// A `Quantity` (or `SimpleQuantity`), consuming it; a warning if its value or comparator
 /// cannot be read (a number whose comparator is unknown must not pass for exact).
-fn read_quantity(xml: &mut Xml<'_>, element: &str) -> Result<Read<Quantity>, ParseError> {
+fn read_quantity(xml: &mut Xml<'_>, element: &str) -> Result<Read<Quantity>, Fail> {
     let mut quantity = Quantity::default();
     let mut problem = None;
     while let Some(child) = xml.next_child()? {
@@ -329,10 +326,10 @@ fn read_quantity(xml: &mut Xml<'_>, element: &str) -> Result<Read<Quantity>, Par
 /// an unreadable one is dropped with a warning.
 fn read_date_time(
     xml: &mut Xml<'_>,
-    start: &BytesStart<'_>,
+    start: &Start<'_>,
     element: &str,
     warnings: &mut Vec<Warning>,
-) -> Result<Option<DateTime>, ParseError> {
+) -> Result<Option<DateTime>, Fail> {
     let Some(text) = take_value(xml, start)? else {
         return Ok(None);
     };
@@ -363,7 +360,7 @@ fn read_period(
     xml: &mut Xml<'_>,
     element: &str,
     warnings: &mut Vec<Warning>,
-) -> Result<Period, ParseError> {
+) -> Result<Period, Fail> {
     let mut period = Period::default();
     while let Some(child) = xml.next_child()? {
         match local(&child) {
@@ -378,7 +375,7 @@ fn read_period(
 fn read_reference_range(
     xml: &mut Xml<'_>,
     warnings: &mut Vec<Warning>,
-) -> Result<ReferenceRange, ParseError> {
+) -> Result<ReferenceRange, Fail> {
     let mut range = ReferenceRange::default();
     while let Some(child) = xml.next_child()? {
         match local(&child) {
@@ -402,10 +399,10 @@ fn read_reference_range(
 /// give `Value::None` and push a warning.
 fn read_value(
     xml: &mut Xml<'_>,
-    start: &BytesStart<'_>,
+    start: &Start<'_>,
     name: &str,
     warnings: &mut Vec<Warning>,
-) -> Result<Read<Value>, ParseError> {
+) -> Result<Read<Value>, Fail> {
     let value = match name {
         "valueQuantity" => read_quantity(xml, name)?.map(Value::Quantity),
         "valueCodeableConcept" => Ok(Value::CodeableConcept(read_concept(xml)?)),
@@ -467,7 +464,7 @@ fn integer(xml: &Xml<'_>, text: &str, element: &str, warnings: &mut Vec<Warning>
     }
 }
 
-fn read_range(xml: &mut Xml<'_>) -> Result<Read<Range>, ParseError> {
+fn read_range(xml: &mut Xml<'_>) -> Result<Read<Range>, Fail> {
     let mut range = Range::default();
     let mut problem = None;
     while let Some(child) = xml.next_child()? {
@@ -489,7 +486,7 @@ fn read_range(xml: &mut Xml<'_>) -> Result<Read<Range>, ParseError> {
     Ok(problem.map_or(Ok(range), Err))
 }
 
-fn read_ratio(xml: &mut Xml<'_>) -> Result<Read<Ratio>, ParseError> {
+fn read_ratio(xml: &mut Xml<'_>) -> Result<Read<Ratio>, Fail> {
     let mut ratio = Ratio::default();
     let mut problem = None;
     while let Some(child) = xml.next_child()? {

@@ -23,6 +23,7 @@ mod cda;
 mod config;
 mod error;
 mod fhir;
+mod lex;
 mod mapping;
 mod source;
 mod text;
@@ -92,9 +93,25 @@ pub fn parse(
     bytes: &[u8],
     ctx: &ParseContext,
 ) -> Result<Vec<Observation>, ParseError> {
-    match parser {
+    let parsed = match parser {
         Parser::FhirR4 => fhir::parse(bytes, ctx),
         Parser::Cda => cda::parse(bytes, ctx),
         Parser::Mapping(mapping) => mapping::parse(mapping, bytes, ctx),
+    };
+    parsed.map_err(|e| *e)
+}
+
+/// Reads every event of an XML payload with the hardened reader and builds nothing: the
+/// tokenizer's share of a parse, for the S5 bench and profiling.
+///
+/// # Errors
+/// [`ParseError`] for malformed or hostile input.
+#[doc(hidden)]
+pub fn scan_only(bytes: &[u8]) -> Result<u64, ParseError> {
+    let mut xml = xml::Xml::new(bytes, DEFAULT_MAX_DEPTH).trim_text();
+    let mut events = 0;
+    while xml.next().map_err(|e| *e)?.is_some() {
+        events += 1;
     }
+    Ok(events)
 }

@@ -26,12 +26,11 @@ use medgate_core::{
     CodeableConcept, Coding, Comparator, DateTime, Decimal, Effective, Observation, Period,
     Quantity, ReferenceRange, Status, Value, Warning,
 };
-use quick_xml::events::BytesStart;
 
 use crate::config::MappingConfig;
-use crate::error::ParseError;
+use crate::error::Fail;
 use crate::text::{decimal, quoted, unreadable_number};
-use crate::xml::{local, Ev, Xml};
+use crate::xml::{local, Ev, Start, Xml};
 use crate::ParseContext;
 
 /// The record fields a mapping can fill, in config order.
@@ -154,7 +153,7 @@ pub(crate) fn parse(
     mapping: &CompiledMapping,
     bytes: &[u8],
     ctx: &ParseContext,
-) -> Result<Vec<Observation>, ParseError> {
+) -> Result<Vec<Observation>, Fail> {
     let mut xml = Xml::new(bytes, ctx.max_depth);
     let root = xml.root()?;
     let mut rows = Vec::new();
@@ -211,10 +210,10 @@ impl Captured {
 fn parse_record(
     mapping: &CompiledMapping,
     xml: &mut Xml<'_>,
-    start: &BytesStart<'_>,
+    start: &Start<'_>,
     ctx: &ParseContext,
     index: usize,
-) -> Result<Observation, ParseError> {
+) -> Result<Observation, Fail> {
     let mut captured = Captured {
         values: Default::default(),
         offsets: [xml.offset(); FIELD_COUNT],
@@ -279,11 +278,11 @@ fn parse_record(
 fn match_child(
     mapping: &CompiledMapping,
     xml: &Xml<'_>,
-    child: &BytesStart<'_>,
+    child: &Start<'_>,
     level: usize,
     parent: u32,
     captured: &mut Captured,
-) -> Result<Frame, ParseError> {
+) -> Result<Frame, Fail> {
     let name = local(child);
     let mut frame = Frame {
         candidates: 0,

@@ -12,10 +12,12 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 
-use quick_xml::events::{BytesCData, BytesRef, BytesStart, BytesText, Event};
-use quick_xml::{Reader, XmlVersion};
+use quick_xml::events::{BytesCData, BytesRef, BytesText};
+use quick_xml::XmlVersion;
 
-use crate::error::{ParseError, Position};
+use crate::error::{Fail, ParseError, Position};
+pub(crate) use crate::lex::Start;
+use crate::lex::{LexError, Lexer, Token};
 use medgate_core::Warning;
 
 /// Default maximum element nesting depth.
@@ -24,7 +26,7 @@ pub const DEFAULT_MAX_DEPTH: usize = 64;
 /// An event as the format parsers see it.
 pub(crate) enum Ev<'a> {
     /// An element opened (empty elements are expanded into a start and an end).
-    Start(BytesStart<'a>),
+    Start(Start<'a>),
     /// The innermost open element closed.
     End,
     /// Character data of the current element; decoded lazily because most is ignored.
@@ -54,7 +56,7 @@ impl<'a> Chunk<'a> {
 
 /// The hardened reader over one in-memory payload.
 pub(crate) struct Xml<'a> {
-    reader: Reader<&'a [u8]>,
+    lex: Lexer<'a>,
     bytes: &'a [u8],
     depth: usize,
     max_depth: usize,
@@ -68,15 +70,10 @@ pub(crate) struct Xml<'a> {
 impl<'a> Xml<'a> {
     /// A reader over `bytes` refusing nesting deeper than `max_depth`.
     pub(crate) fn new(bytes: &'a [u8], max_depth: usize) -> Self {
-        let mut reader = Reader::from_reader(bytes);
-        let config = reader.config_mut();
-        config.check_end_names = true;
-        // Empty elements are expanded here (see `next`), not by the reader: the synthetic
-        // end then costs no trip through the reader, and FHIR is mostly `<x value=".."/>`.
-        config.expand_empty_elements = false;
-        config.check_comments = false;
+        // Empty elements are expanded here (see `next`), not by the lexer: the synthetic end
+        // then costs no trip through it, and FHIR is mostly `<x value=".."/>`.
         Xml {
-            reader,
+            lex: Lexer::new(bytes),
             bytes,
             depth: 0,
             max_depth,
@@ -89,7 +86,7 @@ impl<'a> Xml<'a> {
     /// Drops whitespace at the edges of text events inside the reader. Only for formats
     /// whose data is all in attributes (FHIR): it saves an event per indentation run.
     pub(crate) fn trim_text(mut self) -> Self {
-        self.reader.config_mut().trim_text(true);
+        self.lex.set_trim(true);
         self
     }
 
@@ -105,13 +102,13 @@ impl<'a> Xml<'a> {
 
     /// The position of the reader (just after the last event).
     pub(crate) fn position(&self) -> Position {
-        self.position_at(self.reader.buffer_position())
+        self.position_at(self.offset())
     }
 
     /// The byte offset of the reader (just after the last event), for a position computed
     /// later with [`position_at`](Self::position_at).
     pub(crate) fn offset(&self) -> u64 {
-        self.reader.buffer_position()
+        self.lex.offset() as u64
     }
 
     /// The line and column of byte `offset`. Scans forward from the last position computed,
@@ -143,29 +140,40 @@ impl<'a> Xml<'a> {
     }
 
     /// A content error at the current position.
-    pub(crate) fn content_error(&self, detail: impl Into<String>) -> ParseError {
-        ParseError::Content {
+    #[cold]
+    pub(crate) fn content_error(&self, detail: impl Into<String>) -> Fail {
+        Box::new(ParseError::Content {
             detail: detail.into(),
             at: self.position(),
-        }
+        })
     }
 
-    fn refused(&self, detail: impl Into<String>) -> ParseError {
-        ParseError::Refused {
-            detail: detail.into(),
-            at: self.position(),
-        }
+    #[cold]
+    fn lex_failure(&self, e: &LexError) -> Fail {
+        Box::new(ParseError::Syntax {
+            detail: e.error.to_string(),
+            at: self.position_at(e.offset as u64),
+        })
     }
 
-    fn syntax(&self, detail: impl Into<String>) -> ParseError {
-        ParseError::Syntax {
+    #[cold]
+    fn refused(&self, detail: impl Into<String>) -> Fail {
+        Box::new(ParseError::Refused {
             detail: detail.into(),
             at: self.position(),
-        }
+        })
+    }
+
+    #[cold]
+    fn syntax(&self, detail: impl Into<String>) -> Fail {
+        Box::new(ParseError::Syntax {
+            detail: detail.into(),
+            at: self.position(),
+        })
     }
 
     /// Reads the root element's start tag, skipping the prolog.
-    pub(crate) fn root(&mut self) -> Result<BytesStart<'a>, ParseError> {
+    pub(crate) fn root(&mut self) -> Result<Start<'a>, Fail> {
         loop {
             match self.next()? {
                 Some(Ev::Start(start)) => return Ok(start),
@@ -176,60 +184,54 @@ impl<'a> Xml<'a> {
     }
 
     /// The next event; `None` at the end of a complete document.
-    pub(crate) fn next(&mut self) -> Result<Option<Ev<'a>>, ParseError> {
+    pub(crate) fn next(&mut self) -> Result<Option<Ev<'a>>, Fail> {
         if self.pending_end {
             self.pending_end = false;
             self.depth -= 1;
             return Ok(Some(Ev::End));
         }
         loop {
-            let event = match self.reader.read_event() {
-                Ok(event) => event,
-                Err(err) => {
-                    return Err(ParseError::Syntax {
-                        detail: err.to_string(),
-                        at: self.position_at(self.reader.error_position()),
-                    })
-                }
+            let token = match self.lex.next() {
+                Ok(token) => token,
+                Err(e) => return Err(self.lex_failure(&e)),
             };
-            match event {
-                Event::Start(start) => return self.open(start).map(Some),
-                Event::End(_) => {
-                    // check_end_names guarantees the name matched the innermost open element.
+            match token {
+                Token::Start(start) => return self.open(start).map(Some),
+                Token::End => {
+                    // The lexer checked that the name matched the innermost open element.
                     self.depth = self.depth.saturating_sub(1);
                     return Ok(Some(Ev::End));
                 }
-                Event::Text(text) => {
+                Token::Text(text) => {
                     if self.depth == 0 {
                         self.outside_root_text(text.as_bytes())?;
                         continue;
                     }
-                    return Ok(Some(Ev::Text(Chunk::Text(text))));
+                    return Ok(Some(Ev::Text(Chunk::Text(BytesText::from_escaped(text)))));
                 }
-                Event::CData(data) => {
+                Token::CData(data) => {
                     if self.depth == 0 {
                         return Err(self.syntax("character data outside the root element"));
                     }
-                    return Ok(Some(Ev::Text(Chunk::CData(data))));
+                    return Ok(Some(Ev::Text(Chunk::CData(BytesCData::new(data)))));
                 }
-                Event::GeneralRef(reference) => {
+                Token::Ref(name) => {
                     if self.depth == 0 {
                         return Err(self.syntax("entity reference outside the root element"));
                     }
                     return self
-                        .resolve_ref(&reference)
+                        .resolve_ref(&BytesRef::new(name))
                         .map(|t| Some(Ev::Text(Chunk::Ref(t))));
                 }
-                Event::DocType(_) => {
+                Token::DocType => {
                     return Err(self.refused("DOCTYPE declarations are not allowed"));
                 }
-                Event::Empty(start) => {
+                Token::Empty(start) => {
                     let event = self.open(start)?;
                     self.pending_end = true;
                     return Ok(Some(event));
                 }
-                Event::Comment(_) | Event::PI(_) | Event::Decl(_) => {}
-                Event::Eof => {
+                Token::Eof => {
                     if self.depth > 0 {
                         return Err(self.syntax("unexpected end of document"));
                     }
@@ -239,7 +241,7 @@ impl<'a> Xml<'a> {
         }
     }
 
-    fn open(&mut self, start: BytesStart<'a>) -> Result<Ev<'a>, ParseError> {
+    fn open(&mut self, start: Start<'a>) -> Result<Ev<'a>, Fail> {
         if self.depth == 0 {
             if self.seen_root {
                 return Err(self.syntax("more than one root element"));
@@ -253,7 +255,7 @@ impl<'a> Xml<'a> {
         Ok(Ev::Start(start))
     }
 
-    fn outside_root_text(&self, text: &[u8]) -> Result<(), ParseError> {
+    fn outside_root_text(&self, text: &[u8]) -> Result<(), Fail> {
         // A UTF-8 BOM is not whitespace to quick-xml; tolerate it with the whitespace.
         let rest = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
         if rest.iter().all(u8::is_ascii_whitespace) {
@@ -265,7 +267,7 @@ impl<'a> Xml<'a> {
         }
     }
 
-    fn resolve_ref(&self, reference: &BytesRef<'a>) -> Result<Cow<'a, str>, ParseError> {
+    fn resolve_ref(&self, reference: &BytesRef<'a>) -> Result<Cow<'a, str>, Fail> {
         match reference.resolve_char_ref() {
             Ok(Some(c)) => return Ok(Cow::Owned(c.to_string())),
             Ok(None) => {}
@@ -282,13 +284,19 @@ impl<'a> Xml<'a> {
     }
 
     /// Skips the rest of the element whose start was just read, iteratively.
-    pub(crate) fn skip(&mut self) -> Result<(), ParseError> {
+    pub(crate) fn skip(&mut self) -> Result<(), Fail> {
+        // `<x .../>`, most of FHIR: its end is already known.
+        if self.pending_end {
+            self.pending_end = false;
+            self.depth -= 1;
+            return Ok(());
+        }
         self.skip_until(self.depth.saturating_sub(1))
     }
 
     /// Skips events until the nesting depth is back to `depth` (closing every element open
     /// deeper than that), iteratively.
-    pub(crate) fn skip_until(&mut self, depth: usize) -> Result<(), ParseError> {
+    pub(crate) fn skip_until(&mut self, depth: usize) -> Result<(), Fail> {
         let target = depth;
         while self.depth > target {
             if self.next()?.is_none() {
@@ -300,7 +308,7 @@ impl<'a> Xml<'a> {
 
     /// The next child element of the current element, or `None` once the current element
     /// has ended. Text between children is ignored.
-    pub(crate) fn next_child(&mut self) -> Result<Option<BytesStart<'a>>, ParseError> {
+    pub(crate) fn next_child(&mut self) -> Result<Option<Start<'a>>, Fail> {
         loop {
             match self.next()? {
                 Some(Ev::Start(start)) => return Ok(Some(start)),
@@ -312,7 +320,7 @@ impl<'a> Xml<'a> {
     }
 
     /// The text content of the current element (children's text included), consuming it.
-    pub(crate) fn read_text(&mut self) -> Result<String, ParseError> {
+    pub(crate) fn read_text(&mut self) -> Result<String, Fail> {
         let target = self.depth.saturating_sub(1);
         let mut out = String::new();
         while self.depth > target {
@@ -329,9 +337,9 @@ impl<'a> Xml<'a> {
     /// borrowed from the payload unless decoding changed it.
     pub(crate) fn attr<'s>(
         &self,
-        start: &'s BytesStart<'_>,
+        start: &Start<'s>,
         local: &str,
-    ) -> Result<Option<Cow<'s, str>>, ParseError> {
+    ) -> Result<Option<Cow<'s, str>>, Fail> {
         if let Some(value) = lone_plain_attribute(start.attributes_raw(), local) {
             return Ok(Some(Cow::Borrowed(value)));
         }
@@ -343,9 +351,9 @@ impl<'a> Xml<'a> {
     /// rules as [`attr`](Self::attr); `names` are local names).
     pub(crate) fn attrs<'s, const N: usize>(
         &self,
-        start: &'s BytesStart<'_>,
+        start: &Start<'s>,
         names: [&str; N],
-    ) -> Result<[Option<Cow<'s, str>>; N], ParseError> {
+    ) -> Result<[Option<Cow<'s, str>>; N], Fail> {
         let mut found: [Option<Cow<'s, str>>; N] = std::array::from_fn(|_| None);
         // Duplicate-attribute checking allocates per element and is the hot path's largest
         // avoidable cost; syntax is still checked, and the first occurrence wins.
@@ -373,13 +381,9 @@ impl<'a> Xml<'a> {
 
     /// The namespace URI bound to the prefix of `start`'s name, looked up on `start` itself
     /// (only meaningful for the root element, where all our formats declare it).
-    pub(crate) fn root_namespace(
-        &self,
-        start: &BytesStart<'a>,
-    ) -> Result<Option<String>, ParseError> {
-        let name = start.name();
-        let wanted = match name.prefix() {
-            Some(prefix) => format!("xmlns:{}", prefix.as_ref()),
+    pub(crate) fn root_namespace(&self, start: &Start<'_>) -> Result<Option<String>, Fail> {
+        let wanted = match start.prefix() {
+            Some(prefix) => format!("xmlns:{prefix}"),
             None => "xmlns".to_owned(),
         };
         for attr in start.attributes() {
@@ -401,32 +405,42 @@ impl<'a> Xml<'a> {
 /// attribute parser, so the result is the same either way and malformed attributes are
 /// still reported by that parser.
 fn lone_plain_attribute<'s>(raw: &'s str, local: &str) -> Option<&'s str> {
-    let ws = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
-    let rest = raw.trim_start_matches(ws).strip_prefix(local)?;
-    let rest = rest.trim_start_matches(ws).strip_prefix('=')?;
-    let rest = rest.trim_start_matches(ws);
-    let quote = *rest.as_bytes().first()?;
+    let b = raw.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while b.get(i).is_some_and(|&c| is_xml_whitespace(c)) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = skip_ws(0);
+    if !b[i..].starts_with(local.as_bytes()) {
+        return None;
+    }
+    i = skip_ws(i + local.len());
+    if b.get(i) != Some(&b'=') {
+        return None;
+    }
+    i = skip_ws(i + 1);
+    let quote = *b.get(i)?;
     if quote != b'"' && quote != b'\'' {
         return None;
     }
-    let body = &rest[1..];
-    let end = body
-        .bytes()
-        .position(|b| matches!(b, b'"' | b'\'' | b'&' | b'<' | b'\t' | b'\r' | b'\n'))?;
-    if body.as_bytes()[end] != quote {
+    let start = i + 1;
+    let end = crate::lex::find1(b, start, quote)?;
+    if crate::lex::needs_decoding(&b[start..end]) {
         return None;
     }
-    body[end + 1..].chars().all(ws).then_some(&body[..end])
+    // Both ends are ASCII quotes, so both are character boundaries.
+    (skip_ws(end + 1) == b.len()).then(|| &raw[start..end])
 }
 
-/// The local name of an element (after the first `:`, as quick-xml defines it), found with
-/// a plain byte scan: names are short, and this runs for every element.
-pub(crate) fn local<'s>(start: &'s BytesStart<'_>) -> &'s str {
-    let name = start.name().0;
-    match name.bytes().position(|b| b == b':') {
-        Some(colon) => &name[colon + 1..],
-        None => name,
-    }
+fn is_xml_whitespace(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// The local name of an element (after the first `:`, as quick-xml defines it).
+pub(crate) fn local<'s>(start: &Start<'s>) -> &'s str {
+    start.local()
 }
 
 /// At most `max` bytes of `text`, cut on a char boundary (keeps error messages short).
@@ -446,7 +460,7 @@ mod tests {
     use super::*;
 
     /// The first start tag of `doc`, and the reader positioned after it.
-    fn first_start(doc: &str) -> (Xml<'_>, BytesStart<'_>) {
+    fn first_start(doc: &str) -> (Xml<'_>, Start<'_>) {
         let mut xml = Xml::new(doc.as_bytes(), DEFAULT_MAX_DEPTH);
         let start = xml.root().unwrap();
         (xml, start)
