@@ -214,6 +214,6 @@ async fn openapi_describes_every_route_and_the_record_shape() {
         .collect();
     assert_eq!(
         export_params,
-        vec!["source", "patient_id", "format", "on_error"]
+        vec!["source", "patient_id", "format", "on_error", "profile"]
     );
 }

@@ -4,12 +4,14 @@
 
 mod alerts;
 mod api;
+mod deid;
 mod errors;
 mod export;
 mod faults;
 mod fhir;
 mod hardening;
 mod ingest;
+mod jobs;
 mod ops;
 mod partners;
 mod util;

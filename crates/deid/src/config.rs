@@ -155,6 +155,12 @@ impl ProfileConfig {
         self.pseudonymize_patient_ids || self.date_shift_max_days > 0
     }
 
+    /// Whether the profile shifts or truncates dates: a filter on real dates (`since`,
+    /// `date=ge…`) would then reveal them, so requests under it may not carry one.
+    pub fn moves_dates(&self) -> bool {
+        self.date_shift_max_days > 0 || self.truncate_to.is_some()
+    }
+
     /// Whether the profile changes anything at all.
     pub fn is_identity(&self) -> bool {
         !self.needs_key()

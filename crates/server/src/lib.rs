@@ -15,6 +15,7 @@ pub mod access;
 pub mod audit;
 pub mod backlog;
 pub mod budget;
+pub mod deid;
 pub mod edge;
 pub mod fetch;
 pub mod guard;

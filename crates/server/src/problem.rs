@@ -20,6 +20,9 @@ pub enum ApiError {
         format: String,
         enabled: Vec<String>,
     },
+    /// `profile` names no configured de-identification profile.
+    #[error("no profile is named `{name}`; configured profiles: {configured}")]
+    UnknownProfile { name: String, configured: String },
     /// A parameter is missing or invalid.
     #[error("{0}")]
     BadRequest(String),
@@ -74,9 +77,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Core(e) => core_status(e),
-            ApiError::UnknownSource(_) | ApiError::NotFound | ApiError::NotFoundDetail(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::UnknownSource(_)
+            | ApiError::UnknownProfile { .. }
+            | ApiError::NotFound
+            | ApiError::NotFoundDetail(_) => StatusCode::NOT_FOUND,
             ApiError::UnsupportedFormat { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Ingest(e) => {
@@ -99,6 +103,7 @@ impl ApiError {
         match self {
             ApiError::Core(e) => e.kind(),
             ApiError::UnknownSource(_) => "unknown-source",
+            ApiError::UnknownProfile { .. } => "unknown-profile",
             ApiError::UnsupportedFormat { .. } => "unsupported-format",
             ApiError::BadRequest(_) => "bad-request",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",

@@ -12,9 +12,9 @@ use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use medgate_core::{Error, Observation, SourceHandle, Warning};
+use medgate_core::{Error, Filter, Observation, SourceHandle, Warning};
 use medgate_pipeline::{Request, Summary};
-use serde::ser::SerializeSeq;
+use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
@@ -53,14 +53,30 @@ pub struct FanOutQuery {
 pub(crate) struct FlatRows<'a>(pub &'a [Observation]);
 
 impl Serialize for FlatRows<'_> {
+    /// The rows' JSON array is written by [`Row::write_json`](medgate_core::Row::write_json)
+    /// (constant keys, no serializer calls per cell) and handed to serde_json as a raw value,
+    /// which it copies verbatim: the same bytes serializing each row would give, a third of
+    /// the work. Only serde_json knows the raw-value name; this type is only ever written
+    /// by [`json_response`].
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(None)?;
+        /// serde_json writes a struct of this name, with one string field of this name,
+        /// verbatim (it is how `serde_json::value::RawValue` serializes itself).
+        const RAW_JSON: &str = "$serde_json::private::RawValue";
+        // A flat row of the FHIR workload is about 400 bytes.
+        let mut json = String::with_capacity(64 + self.0.len() * 512);
+        json.push('[');
         for o in self.0 {
             for row in medgate_core::rows(o) {
-                seq.serialize_element(&row)?;
+                if json.len() > 1 {
+                    json.push(',');
+                }
+                row.write_json(&mut json);
             }
         }
-        seq.end()
+        json.push(']');
+        let mut raw = s.serialize_struct(RAW_JSON, 1)?;
+        raw.serialize_field(RAW_JSON, json.as_str())?;
+        raw.end()
     }
 }
 
@@ -106,6 +122,9 @@ pub async fn one_source(
     query: Result<Query<DataQuery>, QueryRejection>,
 ) -> Response {
     let mut access = Access::new(&state, &request_id, &partner, "/v1/data/{source}");
+    if let Some(details) = crate::deid::forced_audit_details(&state.runtime(), &partner) {
+        access = access.with_details(details);
+    }
     if let Ok(Path(source)) = &path {
         access = access.source(source);
     }
@@ -132,12 +151,14 @@ pub async fn one_source(
             .ok_or_else(|| ApiError::BadRequest("query parameter patient_id is required".into()))?;
         validate_patient_id(&patient_id)?;
         let deadline = crate::budget::deadline(&headers, &runtime.server)?;
+        let profile = crate::deid::profile_for(&runtime, &partner, None, &Filter::default())?;
         let (observations, summary) = fetch_one_patient(
             &runtime,
             vec![handle.clone()],
             &patient_id,
             &request_id,
             deadline,
+            profile.as_ref(),
         )
         .await?;
         // One source: a failure, even after some rows, means the answer would be incomplete.
@@ -159,7 +180,7 @@ pub async fn one_source(
                     StatusCode::OK,
                     &OneSource {
                         source: &handle.info.name,
-                        patient_id: &patient_id,
+                        patient_id: &crate::deid::output_patient_id(profile.as_ref(), &patient_id),
                         observations: FlatRows(&observations),
                         warnings: Warnings {
                             count: summary.warnings,
@@ -175,19 +196,22 @@ pub async fn one_source(
     access.respond(result).await
 }
 
-/// Runs the pipeline for one patient over `sources` within `deadline` and collects.
+/// Runs the pipeline for one patient over `sources` within `deadline` and collects, under
+/// the partner's de-identification profile if it has one.
 pub(crate) async fn fetch_one_patient(
     runtime: &Runtime,
     sources: Vec<SourceHandle>,
     patient_id: &str,
     request_id: &RequestId,
     deadline: std::time::Instant,
+    profile: Option<&Arc<medgate_deid::Profile>>,
 ) -> Result<(Vec<Observation>, Summary), ApiError> {
     let concurrency = sources.len();
     let mut request = Request::new(sources, vec![patient_id.to_owned()], request_id.as_str());
     request.deadline = Some(deadline);
     request.fetch_budget = deadline.saturating_duration_since(std::time::Instant::now());
     request.concurrency = concurrency;
+    request.transforms = crate::deid::transforms(profile);
     let (observations, summary) = runtime.pipeline.run(request).collect().await?;
     Ok((observations, summary.snapshot()))
 }
@@ -259,6 +283,9 @@ pub async fn all_sources(
         &partner,
         "/v1/patients/{patient_id}/observations",
     );
+    if let Some(details) = crate::deid::forced_audit_details(&state.runtime(), &partner) {
+        access = access.with_details(details);
+    }
     if let Ok(Path(id)) = &path {
         if validate_patient_id(id).is_ok() {
             access = access.patients(vec![id.clone()]);
@@ -282,8 +309,16 @@ pub async fn all_sources(
             return Ok((all_failed(&Summary::default(), &[]), 0));
         }
         let names: Vec<String> = readable.iter().map(|h| h.info.name.clone()).collect();
-        let (observations, summary) =
-            fetch_one_patient(&runtime, readable, &patient_id, &request_id, deadline).await?;
+        let profile = crate::deid::profile_for(&runtime, &partner, None, &Filter::default())?;
+        let (observations, summary) = fetch_one_patient(
+            &runtime,
+            readable,
+            &patient_id,
+            &request_id,
+            deadline,
+            profile.as_ref(),
+        )
+        .await?;
         let statuses = statuses(&summary, &names);
         if statuses.iter().all(|s| s.status == "error") {
             return Ok((all_failed(&summary, &statuses), 0));
@@ -300,7 +335,7 @@ pub async fn all_sources(
             Representation::Flat => json_response(
                 StatusCode::OK,
                 &AllSources {
-                    patient_id: &patient_id,
+                    patient_id: &crate::deid::output_patient_id(profile.as_ref(), &patient_id),
                     sources: statuses,
                     observations: FlatRows(&observations),
                 },
@@ -372,9 +407,25 @@ fn all_failed(summary: &Summary, sources: &[SourceStatus<'_>]) -> Response {
     problem_response(status, body, None)
 }
 
-/// Serializes `body` straight into the response buffer.
+/// Serializes `body` into this thread's scratch buffer (its capacity kept from answer to
+/// answer, so a large answer is not built through a dozen reallocations) and answers an
+/// exact-size copy of it.
 pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    match serde_json::to_vec(body) {
+    /// A scratch buffer larger than this after an answer is dropped, not kept.
+    const KEEP_SCRATCH: usize = 1 << 20;
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let written = SCRATCH.with(|scratch| {
+        let mut buf = scratch.take();
+        buf.clear();
+        let written = serde_json::to_writer(&mut buf, body).map(|()| buf.as_slice().to_vec());
+        if buf.capacity() <= KEEP_SCRATCH {
+            scratch.replace(buf);
+        }
+        written
+    });
+    match written {
         Ok(bytes) => (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => ApiError::Core(Error::Internal(format!(
             "serializing the response failed: {e}"

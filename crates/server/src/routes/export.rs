@@ -48,6 +48,9 @@ pub struct ExportQuery {
     /// `skip` (default): a patient that fails is left out and recorded in the audit trail;
     /// `fail`: the transfer is cut at the first failure.
     on_error: Option<String>,
+    /// A de-identification profile (`[[profiles]]`) applied before the exporter. A partner
+    /// bound to a profile always gets that one; naming another is refused (403).
+    profile: Option<String>,
 }
 
 /// Downloads observations of one or more patients from one or more sources as a file.
@@ -62,8 +65,8 @@ pub struct ExportQuery {
         (status = 200, description = "The file, as an attachment in the format's content type"),
         (status = 400, description = "Missing parameter, invalid patient id or unsupported format (the problem lists enabled formats)", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The partner may not read a source or download the format", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown source, or no patient found", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The partner may not read a source or download the format, or asked for a profile other than its own", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown source or profile, or no patient found", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Over the partner's rate limit (see Retry-After)", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 502, description = "Upstream failed", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Source unavailable (see Retry-After)", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
@@ -95,6 +98,9 @@ pub struct ExportBody {
     /// `skip` (default) or `fail`, as for the GET.
     #[serde(default)]
     on_error: Option<String>,
+    /// A de-identification profile, as for the GET.
+    #[serde(default)]
+    profile: Option<String>,
 }
 
 /// The same download as `GET /v1/export`, with the request in a JSON body.
@@ -105,8 +111,8 @@ pub struct ExportBody {
         (status = 200, description = "The file, as an attachment in the format's content type"),
         (status = 400, description = "Invalid body, patient id or format", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The partner may not read a source or download the format", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown source, or no patient found", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The partner may not read a source or download the format, or asked for a profile other than its own", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown source or profile, or no patient found", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Over the partner's rate limit (see Retry-After)", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
@@ -132,6 +138,7 @@ struct ExportRequest {
     patients: Vec<String>,
     format: String,
     on_error: OnError,
+    profile: Option<String>,
 }
 
 impl ExportRequest {
@@ -143,6 +150,7 @@ impl ExportRequest {
             patients: patients.split(',').map(|s| s.trim().to_owned()).collect(),
             format: required(q.format, "format")?,
             on_error: on_error(q.on_error.as_deref())?,
+            profile: q.profile,
         })
     }
 
@@ -157,6 +165,7 @@ impl ExportRequest {
             patients: b.patients,
             format: b.format,
             on_error: on_error(b.on_error.as_deref())?,
+            profile: b.profile,
         })
     }
 }
@@ -203,7 +212,12 @@ async fn run(
         Err(e) => Err(e),
     };
     match started {
-        Ok(started) => hold_until_sent(attachment(&state, started, access), permit),
+        Ok(started) => {
+            if let Some(details) = crate::deid::audit_details(started.profile.as_ref()) {
+                access = access.with_details(details);
+            }
+            hold_until_sent(attachment(&state, started, access), permit)
+        }
         Err(e) => access.respond(Err(e)).await,
     }
 }
@@ -215,6 +229,7 @@ struct Started {
     exporter: Arc<dyn Exporter>,
     rows: ObservationStream,
     summary: SummaryHandle,
+    profile: Option<Arc<medgate_deid::Profile>>,
 }
 
 /// Everything up to the first row: checks, permissions, and the first fetch.
@@ -241,12 +256,19 @@ async fn start_export(
     let handles = parse_sources(&runtime, partner, &asked.sources)?;
     partner.check_format(&asked.format)?;
     let patients = check_patients(asked.patients, runtime.server.max_export_patients)?;
+    let profile = crate::deid::profile_for(
+        &runtime,
+        partner,
+        asked.profile.as_deref(),
+        &Default::default(),
+    )?;
     let names: Vec<&str> = handles.iter().map(|h| h.info.name.as_str()).collect();
     let filename = format!("medgate-{}.{}", names.join("-"), exporter.extension());
     let mut request = medgate_pipeline::Request::new(handles, patients, request_id.as_str());
     request.fetch_budget = Duration::from_millis(runtime.server.request_timeout_ms);
     request.concurrency = runtime.server.export_concurrency;
     request.on_error = asked.on_error;
+    request.transforms = crate::deid::transforms(profile.as_ref());
     let run = runtime.pipeline.run(request).ready().await?;
     Ok(Started {
         stop: runtime.pipeline.stopping().clone(),
@@ -254,6 +276,7 @@ async fn start_export(
         exporter,
         rows: run.rows,
         summary: run.summary,
+        profile,
     })
 }
 
@@ -306,6 +329,7 @@ fn attachment(state: &AppState, started: Started, access: Access) -> Response {
         exporter,
         rows,
         summary,
+        profile: _,
     } = started;
     let (mut writer, reader) = tokio::io::duplex(PIPE_BYTES);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), Error>>();

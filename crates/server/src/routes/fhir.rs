@@ -441,6 +441,9 @@ pub async fn search(
     RawQuery(query): RawQuery,
 ) -> Response {
     let mut access = Access::new(&state, &request_id, &partner, "/fhir/Observation");
+    if let Some(details) = crate::deid::forced_audit_details(&state.runtime(), &partner) {
+        access = access.with_details(details);
+    }
     let search = parse_search(query.as_deref());
     if let Ok(s) = &search {
         access = access.patients(vec![s.patient.clone()]);
@@ -459,6 +462,8 @@ pub async fn search(
         request.deadline = Some(deadline);
         request.fetch_budget = deadline.saturating_duration_since(Instant::now());
         request.concurrency = count;
+        let profile = crate::deid::profile_for(&runtime, &partner, None, &search.filter)?;
+        request.transforms = crate::deid::transforms(profile.as_ref());
         request.filter = search.filter;
         let (observations, summary) = runtime.pipeline.run(request).collect().await?;
         let summary = summary.snapshot();
