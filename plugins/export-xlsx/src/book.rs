@@ -63,6 +63,11 @@ pub(crate) struct Book {
     observations: u64,
 }
 
+/// Deflate level of the zip. Deflate is a third of an export's CPU at the default level 6;
+/// on 300k workload rows level 3 wrote 1.38x faster for a 7 % larger file, level 1 1.52x
+/// faster for a 64 % larger one (`examples/export_rows` of the server crate).
+const ZIP_LEVEL: u8 = 3;
+
 impl Book {
     /// A workbook with its first (header-only) sheet; `max_rows` counts the header.
     pub(crate) fn new(max_rows: RowNum) -> Result<Book> {
@@ -75,6 +80,7 @@ impl Book {
             next_row: 1,
             observations: 0,
         };
+        book.workbook.set_zip_compression_level(ZIP_LEVEL);
         book.start_sheet(1)?;
         Ok(book)
     }
