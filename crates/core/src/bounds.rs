@@ -34,6 +34,7 @@ pub const SERVER: &[Bound] = &[
     b("idle_timeout_ms", 100, HOUR_MS),
     b("max_connections", 1, 1_000_000),
     b("max_concurrent_exports", 1, 10_000),
+    b("max_inflight_body_bytes", 1, 1 << 40),
 ];
 
 /// Keys of every `[[sources]]` entry.
@@ -133,6 +134,7 @@ pub(crate) fn check_config(config: &Config, issues: &mut Vec<ConfigIssue>) {
         s.idle_timeout_ms,
         n(s.max_connections),
         n(s.max_concurrent_exports),
+        s.max_inflight_body_bytes,
     ];
     check("server", SERVER, &server, issues);
     for (i, p) in config.partners.iter().enumerate() {

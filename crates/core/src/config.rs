@@ -410,6 +410,11 @@ pub struct ServerConfig {
     /// listener (for scrapers that cannot reach `ops_listen`).
     #[serde(default)]
     pub metrics_token_env: Option<String>,
+    /// Bytes of upstream response bodies held at once, across every source; a body that does
+    /// not fit is not read and its request gets 503 with `Retry-After`. At least every
+    /// source's `max_body_bytes`.
+    #[serde(default = "default_max_inflight_body_bytes")]
+    pub max_inflight_body_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -429,6 +434,7 @@ impl Default for ServerConfig {
             max_concurrent_exports: default_max_concurrent_exports(),
             ops_listen: None,
             metrics_token_env: None,
+            max_inflight_body_bytes: default_max_inflight_body_bytes(),
         }
     }
 }
@@ -462,6 +468,9 @@ fn default_max_connections() -> usize {
 }
 fn default_max_concurrent_exports() -> usize {
     16
+}
+fn default_max_inflight_body_bytes() -> u64 {
+    256 * 1024 * 1024
 }
 
 /// `[demo]`: simulated upstreams with deterministic synthetic patients.

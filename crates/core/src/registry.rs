@@ -133,6 +133,7 @@ impl Registry {
             }
         }
         check_code_map_names(&config, &sources, &mut issues);
+        check_body_budget(&config, &sources, &mut issues);
         let exporters = self.validate_exporters(&config, &mut issues);
         issues.extend(crate::config::check_access(&config, &names));
         crate::bounds::check_config(&config, &mut issues);
@@ -248,6 +249,24 @@ fn check_code_map_names(config: &Config, sources: &[PlannedSource], issues: &mut
                     format!("no [[code_maps]] entry is named `{name}`"),
                 ));
             }
+        }
+    }
+}
+
+/// `[server] max_inflight_body_bytes` admits the largest body any source may return; a
+/// smaller budget could never admit a legitimate body of that source.
+fn check_body_budget(config: &Config, sources: &[PlannedSource], issues: &mut Vec<ConfigIssue>) {
+    let budget = config.server.max_inflight_body_bytes;
+    for (i, source) in sources.iter().enumerate() {
+        let largest = source.common.max_body_bytes;
+        if largest > budget {
+            issues.push(ConfigIssue::new(
+                "server.max_inflight_body_bytes",
+                format!(
+                    "must be at least sources[{i}] ({}).max_body_bytes ({largest}), or a body that large could never be admitted (got {budget})",
+                    source.common.name
+                ),
+            ));
         }
     }
 }

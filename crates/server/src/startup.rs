@@ -238,6 +238,7 @@ pub async fn build(loaded: Loaded) -> Result<Gateway, StartupError> {
     let client =
         medgate_upstream::shared_client().map_err(|e| StartupError::Client(e.to_string()))?;
     let runtime = build_runtime(&loaded, &client, &store, &shutdown)?;
+    apply_body_budget(&config.server);
     let tls = listen::Tls::from_config(&config.server)
         .map_err(|issues| StartupError::Tls(issues.to_string()))?;
     let background = medgate_alerts::Background::start(
@@ -317,11 +318,20 @@ pub async fn build_local(loaded: &Loaded) -> Result<LocalRuntime, StartupError> 
     let client =
         medgate_upstream::shared_client().map_err(|e| StartupError::Client(e.to_string()))?;
     let runtime = build_runtime(loaded, &client, &store, &shutdown)?;
+    apply_body_budget(&config.server);
     Ok(LocalRuntime {
         snapshot: runtime.jobs,
         shutdown,
         store,
     })
+}
+
+/// Sets the process-wide budget for upstream bodies in flight (shared by every source, kept
+/// across reloads so bodies in flight stay counted) to `[server] max_inflight_body_bytes`.
+fn apply_body_budget(server: &medgate_core::config::ServerConfig) {
+    let limit = server.max_inflight_body_bytes;
+    medgate_upstream::body_budget().set_limit(limit);
+    metrics::gauge!("medgate_upstream_body_bytes_limit").set(limit as f64);
 }
 
 fn build_runtime(
@@ -448,6 +458,7 @@ impl Gateway {
         {
             background.reload(loaded.alerting);
         }
+        apply_body_budget(&loaded.plan.config.server);
         self.state.replace(runtime);
         Ok(())
     }

@@ -9,6 +9,8 @@
 //! - a per-attempt timeout and the caller's overall deadline, covering the whole body read (an
 //!   upstream that trickles bytes still ends on time);
 //! - a body cap checked against `Content-Length` and again while reading;
+//! - one byte budget for the bodies in flight of every source ([`budget`]): a body that does
+//!   not fit fails fast with 503 ([`medgate_core::Error::Overloaded`]) before it is read;
 //! - HTTP outcomes mapped to [`medgate_core::Error`] (404 → patient not found, other statuses,
 //!   connect and TLS failures, timeouts → upstream errors);
 //! - a bulkhead (at most N calls in flight; beyond that fail fast with 503, never queue);
@@ -26,11 +28,14 @@
 //! Metrics (through the `metrics` facade): `medgate_upstream_duration_seconds` (by `outcome`),
 //! `medgate_upstream_errors_total` (by `kind`: an error kind, or `caller-deadline` for a
 //! timeout of the caller's budget), `medgate_upstream_retries_total`, `medgate_breaker_state`
-//! (0 closed, 1 half-open, 2 open), `medgate_bulkhead_rejections_total`, all by `source`.
+//! (0 closed, 1 half-open, 2 open), `medgate_bulkhead_rejections_total`,
+//! `medgate_body_budget_rejections_total` (bodies shed by the byte budget), all by `source`;
+//! `medgate_upstream_body_bytes_in_flight` (a gauge of the bytes the budget holds, no labels).
 //!
 //! Invariant: error details never contain the request URL (it carries the patient id).
 
 pub mod breaker;
+pub mod budget;
 pub mod tls;
 
 use std::sync::Arc;
@@ -45,6 +50,7 @@ use medgate_core::{
 };
 use tokio::sync::Semaphore;
 
+pub use budget::{body_budget, BodyBudget, Reservation, DEFAULT_MAX_INFLIGHT_BODY_BYTES};
 pub use tls::{check_tls, client_for, load_certified, CertifiedPem};
 
 /// Errors building a source's upstream (the data path itself reports [`medgate_core::Error`]).
@@ -212,14 +218,26 @@ pub struct HttpUpstream {
     policy: UpstreamPolicy,
     breaker: Breaker,
     bulkhead: Semaphore,
+    budget: Arc<BodyBudget>,
 }
 
 impl HttpUpstream {
-    /// An upstream for source `name`, sharing `client`'s connection pool.
+    /// An upstream for source `name`, sharing `client`'s connection pool and the
+    /// process-wide [`body_budget`].
     pub fn new(
         name: impl Into<String>,
         client: reqwest::Client,
         policy: UpstreamPolicy,
+    ) -> Arc<Self> {
+        HttpUpstream::with_budget(name, client, policy, Arc::clone(body_budget()))
+    }
+
+    /// [`HttpUpstream::new`] reading bodies under `budget` instead of the process-wide one.
+    pub fn with_budget(
+        name: impl Into<String>,
+        client: reqwest::Client,
+        policy: UpstreamPolicy,
+        budget: Arc<BodyBudget>,
     ) -> Arc<Self> {
         let name = name.into();
         metrics::gauge!("medgate_breaker_state", "source" => name.clone()).set(0.0);
@@ -229,6 +247,7 @@ impl HttpUpstream {
             name,
             client,
             policy,
+            budget,
         })
     }
 
@@ -398,15 +417,23 @@ impl HttpUpstream {
         })
     }
 
-    /// Reads the body under the cap. A body that arrives as one chunk is returned as that
-    /// chunk (no copy); otherwise the chunks are joined into one buffer sized from
-    /// `Content-Length`.
+    /// Reads the body under the cap and the byte budget. The budget admits the declared
+    /// `Content-Length` before the first byte is read, otherwise each growth of the buffer
+    /// before it is allocated. A body that arrives as one chunk is returned as that chunk
+    /// (no copy); otherwise the chunks are joined into one buffer sized from
+    /// `Content-Length` (or doubled as they arrive, up to the cap). The reservation travels
+    /// with the returned bytes; on an error, or when this future is dropped midway, it is
+    /// given back here.
     async fn read_capped(
         &self,
         mut response: reqwest::Response,
     ) -> std::result::Result<Bytes, Fault> {
         let limit = self.policy.max_body_bytes;
-        let capacity = response.content_length().unwrap_or(16 * 1024).min(limit);
+        let declared = response.content_length().filter(|&len| len <= limit);
+        let mut reservation = self.budget.reservation();
+        if let Some(len) = declared {
+            self.admit(&mut reservation, len)?;
+        }
         let mut first: Option<Bytes> = None;
         let mut joined = BytesMut::new();
         while let Some(chunk) = response
@@ -415,20 +442,50 @@ impl HttpUpstream {
             .map_err(|e| self.transport_fault(e))?
         {
             let held = first.as_ref().map_or(0, Bytes::len) + joined.len();
-            if (held + chunk.len()) as u64 > limit {
+            let need = held + chunk.len();
+            if need as u64 > limit {
                 return Err(self.too_large());
             }
             if held == 0 {
+                self.admit(&mut reservation, need as u64)?;
                 first = Some(chunk);
                 continue;
             }
-            if let Some(first) = first.take() {
-                joined.reserve((capacity as usize).max(first.len() + chunk.len()));
-                joined.extend_from_slice(&first);
+            if need > joined.capacity() {
+                // `need <= limit`, so the target fits in usize and is at least `need`.
+                let target = declared
+                    .unwrap_or(0)
+                    .max(need as u64)
+                    .max(2 * held as u64)
+                    .max(16 * 1024)
+                    .min(limit);
+                self.admit(&mut reservation, target)?;
+                let mut grown = BytesMut::with_capacity(target as usize);
+                if let Some(first) = first.take() {
+                    grown.extend_from_slice(&first);
+                }
+                grown.extend_from_slice(&joined);
+                joined = grown;
             }
             joined.extend_from_slice(&chunk);
         }
-        Ok(first.unwrap_or_else(|| joined.freeze()))
+        let body = first.unwrap_or_else(|| joined.freeze());
+        Ok(reservation.attach(body))
+    }
+
+    /// Grows `reservation` to `total` bytes, or sheds the body: 503, not retried, and no
+    /// verdict on the upstream (the gateway is full, the upstream did nothing wrong).
+    fn admit(&self, reservation: &mut Reservation, total: u64) -> std::result::Result<(), Fault> {
+        reservation.try_grow_to(total).map_err(|_| {
+            metrics::counter!("medgate_body_budget_rejections_total", "source" => self.name.clone())
+                .increment(1);
+            Fault::unknown(Error::Overloaded {
+                reason: "the gateway's budget for upstream bodies in flight \
+                         ([server] max_inflight_body_bytes) is used up; the body was not read"
+                    .to_owned(),
+                retry_after: Some(Duration::from_secs(1)),
+            })
+        })
     }
 
     /// Classifies a transport error: the gateway's own resource exhaustion, a TLS failure,

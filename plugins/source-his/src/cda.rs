@@ -52,7 +52,7 @@ use medgate_core::{
 use crate::error::Fail;
 use crate::text::{decimal, quoted, unreadable_number};
 use crate::xml::{local, Ev, Start, Xml};
-use crate::ParseContext;
+use crate::{ParseContext, Sink};
 
 const CDA_NS: &str = "urn:hl7-org:v3";
 /// The OID of UCUM, for translations that say their unit is UCUM.
@@ -63,8 +63,8 @@ const RANGE_MEANING: &str = "http://terminology.hl7.org/CodeSystem/referencerang
 /// A value that could be read, or the warning saying why not.
 type Read<T> = Result<T, Warning>;
 
-/// Parses a CDA document.
-pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Observation>, Fail> {
+/// Parses a CDA document into `rows`.
+pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext, rows: &mut impl Sink) -> Result<(), Fail> {
     let mut xml = Xml::new(bytes, ctx.max_depth);
     let root = xml.root()?;
     if xml.root_namespace(&root)?.as_deref() != Some(CDA_NS) {
@@ -73,7 +73,6 @@ pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Observation>
     if local(&root) != "ClinicalDocument" {
         return Err(xml.content_error("root element is not a ClinicalDocument"));
     }
-    let mut rows = Vec::new();
     // (depth of the section element, its category once its code is seen)
     let mut sections: Vec<(usize, Option<&'static str>)> = Vec::new();
     while let Some(event) = xml.next()? {
@@ -89,8 +88,8 @@ pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Observation>
                 }
                 "observation" => {
                     let category = sections.last().and_then(|s| s.1);
-                    if let Some(o) = parse_observation(&mut xml, ctx, category, rows.len())? {
-                        rows.push(o);
+                    if let Some(o) = parse_observation(&mut xml, ctx, category, rows.count())? {
+                        rows.emit(o)?;
                     }
                 }
                 "entryRelationship" | "text" => xml.skip()?,
@@ -113,7 +112,7 @@ pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Observation>
             Ev::Text(_) => {}
         }
     }
-    Ok(rows)
+    Ok(())
 }
 
 fn section_category(code: Option<&str>) -> Option<&'static str> {

@@ -30,15 +30,15 @@ use medgate_core::{
 use crate::error::Fail;
 use crate::text::{decimal, quoted, unreadable_number};
 use crate::xml::{local, Start, Xml};
-use crate::ParseContext;
+use crate::{ParseContext, Sink};
 
 const FHIR_NS: &str = "http://hl7.org/fhir";
 
 /// A value that could be read, or the warning saying why not.
 type Read<T> = Result<T, Warning>;
 
-/// Parses a FHIR R4 XML payload.
-pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Observation>, Fail> {
+/// Parses a FHIR R4 XML payload into `rows`.
+pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext, rows: &mut impl Sink) -> Result<(), Fail> {
     let mut xml = Xml::new(bytes, ctx.max_depth).trim_text();
     let root = xml.root()?;
     let namespace = xml.root_namespace(&root)?;
@@ -47,10 +47,9 @@ pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Observation>
             "root element is not in the FHIR namespace {FHIR_NS}"
         )));
     }
-    let mut rows = Vec::new();
     match local(&root) {
-        "Bundle" => parse_bundle(&mut xml, ctx, &mut rows)?,
-        "Observation" => rows.push(parse_observation(&mut xml, ctx, "")?),
+        "Bundle" => parse_bundle(&mut xml, ctx, rows)?,
+        "Observation" => rows.emit(parse_observation(&mut xml, ctx, "")?)?,
         "OperationOutcome" => {
             return Err(xml.content_error(
                 "the server answered with an OperationOutcome instead of observations",
@@ -64,14 +63,10 @@ pub(crate) fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<Vec<Observation>
     }
     // Read to the end so trailing garbage after the root is still reported.
     while xml.next()?.is_some() {}
-    Ok(rows)
+    Ok(())
 }
 
-fn parse_bundle(
-    xml: &mut Xml<'_>,
-    ctx: &ParseContext,
-    rows: &mut Vec<Observation>,
-) -> Result<(), Fail> {
+fn parse_bundle(xml: &mut Xml<'_>, ctx: &ParseContext, rows: &mut impl Sink) -> Result<(), Fail> {
     while let Some(child) = xml.next_child()? {
         match local(&child) {
             "entry" => parse_entry(xml, ctx, rows)?,
@@ -79,7 +74,7 @@ fn parse_bundle(
                 // A searchset says how many matches it holds: size the output once. Bounded
                 // by what the payload could hold, so a lying `total` cannot reserve memory.
                 let total = take_value(xml, &child)?.and_then(|t| t.trim().parse().ok());
-                rows.reserve(total.unwrap_or(0).min(xml.len() / 64));
+                rows.expect(total.unwrap_or(0).min(xml.len() / 64));
             }
             _ => xml.skip()?,
         }
@@ -87,11 +82,7 @@ fn parse_bundle(
     Ok(())
 }
 
-fn parse_entry(
-    xml: &mut Xml<'_>,
-    ctx: &ParseContext,
-    rows: &mut Vec<Observation>,
-) -> Result<(), Fail> {
+fn parse_entry(xml: &mut Xml<'_>, ctx: &ParseContext, rows: &mut impl Sink) -> Result<(), Fail> {
     // Borrowed from the payload: only an Observation without `id` keeps a copy.
     let mut full_url: Option<Cow<'_, str>> = None;
     while let Some(child) = xml.next_child()? {
@@ -101,7 +92,7 @@ fn parse_entry(
                 while let Some(resource) = xml.next_child()? {
                     if local(&resource) == "Observation" {
                         let fallback = full_url.as_deref().map_or("", last_segment);
-                        rows.push(parse_observation(xml, ctx, fallback)?);
+                        rows.emit(parse_observation(xml, ctx, fallback)?)?;
                     } else {
                         // Patient, OperationOutcome (search mode outcome), …
                         xml.skip()?;

@@ -37,7 +37,7 @@ pub use cda::code_system_uri;
 pub use config::{HisConfig, HisFormat, MappingConfig, MappingConstants, MappingFields};
 pub use error::{ParseError, Position};
 pub use mapping::CompiledMapping;
-pub use source::{HisSource, INLINE_PARSE_LIMIT};
+pub use source::{HisSource, INLINE_PARSE_LIMIT, STREAM_PARSE_MIN};
 pub use xml::DEFAULT_MAX_DEPTH;
 
 /// The source kind name.
@@ -93,12 +93,56 @@ pub fn parse(
     bytes: &[u8],
     ctx: &ParseContext,
 ) -> Result<Vec<Observation>, ParseError> {
+    let mut rows = Vec::new();
+    parse_into(parser, bytes, ctx, &mut rows)?;
+    Ok(rows)
+}
+
+/// Parses one payload, handing each observation to `rows` as soon as it is read.
+pub(crate) fn parse_into(
+    parser: &Parser,
+    bytes: &[u8],
+    ctx: &ParseContext,
+    rows: &mut impl Sink,
+) -> Result<(), ParseError> {
     let parsed = match parser {
-        Parser::FhirR4 => fhir::parse(bytes, ctx),
-        Parser::Cda => cda::parse(bytes, ctx),
-        Parser::Mapping(mapping) => mapping::parse(mapping, bytes, ctx),
+        Parser::FhirR4 => fhir::parse(bytes, ctx, rows),
+        Parser::Cda => cda::parse(bytes, ctx, rows),
+        Parser::Mapping(mapping) => mapping::parse(mapping, bytes, ctx, rows),
     };
     parsed.map_err(|e| *e)
+}
+
+/// Where a parser puts the observations it reads, in document order: a `Vec`, or the
+/// source's stream (see `source`).
+pub(crate) trait Sink {
+    /// Takes the next observation.
+    ///
+    /// # Errors
+    /// Nobody wants more (the stream was dropped): the parse stops with this error, which
+    /// no one reads.
+    fn emit(&mut self, observation: Observation) -> Result<(), error::Fail>;
+
+    /// Observations taken so far.
+    fn count(&self) -> usize;
+
+    /// The payload announces about `n` observations (already bounded by its size).
+    fn expect(&mut self, _n: usize) {}
+}
+
+impl Sink for Vec<Observation> {
+    fn emit(&mut self, observation: Observation) -> Result<(), error::Fail> {
+        self.push(observation);
+        Ok(())
+    }
+
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn expect(&mut self, n: usize) {
+        self.reserve(n);
+    }
 }
 
 /// Reads every event of an XML payload with the hardened reader and builds nothing: the

@@ -31,7 +31,7 @@ use crate::config::MappingConfig;
 use crate::error::Fail;
 use crate::text::{decimal, quoted, unreadable_number};
 use crate::xml::{local, Ev, Start, Xml};
-use crate::ParseContext;
+use crate::{ParseContext, Sink};
 
 /// The record fields a mapping can fill, in config order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,15 +153,15 @@ pub(crate) fn parse(
     mapping: &CompiledMapping,
     bytes: &[u8],
     ctx: &ParseContext,
-) -> Result<Vec<Observation>, Fail> {
+    rows: &mut impl Sink,
+) -> Result<(), Fail> {
     let mut xml = Xml::new(bytes, ctx.max_depth);
     let root = xml.root()?;
-    let mut rows = Vec::new();
     if local(&root) != mapping.record[0] {
         return Err(xml.content_error("root element does not match mapping.record"));
     }
     if mapping.record.len() == 1 {
-        rows.push(parse_record(mapping, &mut xml, &root, ctx, 0)?);
+        rows.emit(parse_record(mapping, &mut xml, &root, ctx, 0)?)?;
     } else {
         // Invariant: every open element is on the record path.
         while let Some(event) = xml.next()? {
@@ -170,13 +170,13 @@ pub(crate) fn parse(
             if mapping.record.get(depth - 1).map(String::as_str) != Some(local(&start)) {
                 xml.skip()?;
             } else if depth == mapping.record.len() {
-                let index = rows.len();
-                rows.push(parse_record(mapping, &mut xml, &start, ctx, index)?);
+                let index = rows.count();
+                rows.emit(parse_record(mapping, &mut xml, &start, ctx, index)?)?;
             }
         }
     }
     while xml.next()?.is_some() {}
-    Ok(rows)
+    Ok(())
 }
 
 /// One open element inside a record: which fields may still match below it, and which

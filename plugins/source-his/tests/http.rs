@@ -147,3 +147,99 @@ async fn large_body_is_parsed_off_the_runtime_and_errors_name_the_source() {
     assert!(detail.contains("DOCTYPE"), "{detail}");
     assert!(!err.to_string().contains("SECRET-ID"));
 }
+
+/// A bundle of `n` small Observation entries, then `tail` before the closing tag.
+fn bundle_of(n: usize, tail: &str) -> Vec<u8> {
+    let entry = r#"<entry><resource><Observation><id value="o"/><valueQuantity><value value="36.0"/></valueQuantity></Observation></resource></entry>"#;
+    let mut body = String::from(r#"<Bundle xmlns="http://hl7.org/fhir">"#);
+    for _ in 0..n {
+        body.push_str(entry);
+    }
+    body.push_str(tail);
+    body.push_str("</Bundle>");
+    body.into_bytes()
+}
+
+#[tokio::test]
+async fn a_streamed_body_reports_early_errors_from_fetch_and_late_ones_in_the_stream() {
+    let n = 40_000;
+    let good = bundle_of(n, "");
+    assert!(good.len() >= medgate_source_his::STREAM_PARSE_MIN);
+    let rows: Vec<_> = fixed_source(good)
+        .fetch(&FetchRequest::new("P1", "r"))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(rows.len(), n);
+    assert!(rows.iter().all(Result::is_ok));
+
+    // Refused before the first observation: `fetch` fails, as for a collected parse.
+    let mut hostile = b"<!DOCTYPE x>".to_vec();
+    hostile.extend(bundle_of(n, ""));
+    let err = fixed_source(hostile)
+        .fetch(&FetchRequest::new("P1", "r"))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
+
+    // Malformed after 40 000 observations: they are delivered, then the error ends the stream.
+    let rows: Vec<_> = fixed_source(bundle_of(n, "<entry><oops></entry>"))
+        .fetch(&FetchRequest::new("P1", "r"))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(rows.len(), n + 1);
+    assert!(rows[..n].iter().all(Result::is_ok));
+    let Err(Error::Malformed { name, detail }) = &rows[n] else {
+        panic!("{:?}", rows[n])
+    };
+    assert_eq!(name, "big");
+    assert!(detail.contains("line 1"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_streamed_body_is_released_when_its_reader_goes_away() {
+    let body = bundle_of(40_000, "");
+    let app = axum::Router::new().route(
+        "/fhir/Observation",
+        get(move || {
+            let body = body.clone();
+            async move { body }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let common: SourceCommon = toml::from_str("name = \"his\"\nkind = \"his-xml\"").unwrap();
+    let budget = medgate_upstream::BodyBudget::new(64 << 20);
+    let upstream = HttpUpstream::with_budget(
+        "his",
+        shared_client().unwrap(),
+        UpstreamPolicy::from(&common),
+        budget.clone(),
+    );
+    let config: HisConfig = toml::from_str(&format!(
+        "url = \"http://127.0.0.1:{port}/fhir/Observation?patient={{patient_id}}\"\nformat = \"fhir-r4\""
+    ))
+    .unwrap();
+    let source = config.build(BuildContext::new("his", upstream)).unwrap();
+
+    let mut stream = source.fetch(&FetchRequest::new("P1", "r")).await.unwrap();
+    for _ in 0..10 {
+        stream.next().await.unwrap().unwrap();
+    }
+    // The parser is waiting for the reader; the body is still held.
+    assert!(budget.in_flight() > 0);
+    drop(stream);
+    // The parser stops at its next hand-over and drops the body with its reservation.
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while budget.in_flight() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the body was released");
+}
