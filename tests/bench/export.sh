@@ -36,7 +36,8 @@ for f in $formats; do
       measure "go $f" /tmp/medgate-bench/bin/go-gin export -format "$f" -rows $rows -out "$out/go.$f" ;;
   esac
   if [ "$f" != xlsx ] || [ "${PANDAS_XLSX:-1}" = 1 ]; then
-    measure "pandas $f" python3 "$shared/bench/reference/py-export/export.py" --format "$f" --rows $rows --out "$out/pd.$f"
+    # export.py looks for gen_fhir.py in reference/gen; it lives in bench/gen.
+    measure "pandas $f" env PYTHONPATH="$shared/bench/gen" python3 "$shared/bench/reference/py-export/export.py" --format "$f" --rows $rows --out "$out/pd.$f"
   fi
   measure "medgate $f" "$rows_bin" "$f" $rows "$out/mg.$f"
   measure "medgate $f --stream" "$rows_bin" "$f" $rows "$out/mg-stream.$f" --stream

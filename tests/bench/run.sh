@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 shared="${SHARED:-$root/../shared}"
-bin="$root/target/release/medgate"
+bin="${CARGO_TARGET_DIR:-$root/target}/release/medgate"
 runs="${RUNS:-3}"
 dur="${DUR:-15s}"
 
