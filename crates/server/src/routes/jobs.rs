@@ -51,7 +51,9 @@ fn check_grant(partner: &Partner) -> Result<(), ApiError> {
         (status = 202, description = "Accepted; poll Content-Location"),
         (status = 400, description = "Invalid request", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "No export grant, or a source, format or profile not allowed", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown source or cohort", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown source, cohort or profile", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn kick_off(
     State(state): State<AppState>,
@@ -74,6 +76,7 @@ pub async fn kick_off(
         (status = 202, description = "Accepted; poll Content-Location"),
         (status = 400, description = "Invalid parameter", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
         (status = 403, description = "No export grant", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown source or profile", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
     ))]
 pub async fn patient_export(
     State(state): State<AppState>,
@@ -105,7 +108,7 @@ pub async fn patient_export(
         (status = 202, description = "Accepted; poll Content-Location"),
         (status = 400, description = "Invalid parameter", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
         (status = 403, description = "No export grant", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
-        (status = 404, description = "Unknown cohort", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
+        (status = 404, description = "Unknown cohort, source or profile", body = crate::routes::openapi::FhirResource, content_type = "application/fhir+json"),
     ))]
 pub async fn group_export(
     State(state): State<AppState>,
@@ -324,6 +327,7 @@ pub async fn delete(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The file (ETag: its SHA-256)"),
+        (status = 400, description = "The file index is not a whole number", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job or file for this partner", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is not complete", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
         (status = 410, description = "The file expired or was removed", body = crate::routes::openapi::Problem, content_type = "application/problem+json"),

@@ -235,7 +235,10 @@ impl utoipa::Modify for CommonResponses {
             } else {
                 "application/problem+json"
             };
-            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for operation in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
                 let secured = operation.security.is_some();
                 let mut common = vec![
                     ("414", "Request target too long"),
@@ -409,9 +412,17 @@ fn constrain(doc: &mut serde_json::Value, formats: &[&str], max_patients: usize)
             p["schema"] = schema.clone();
         }
     }
-    if let Some(params) = doc["paths"]["/v1/export"]["get"]["parameters"].as_array_mut() {
-        for p in params.iter_mut() {
-            p["required"] = json!(p["name"] != "on_error");
+    let required: [(&str, &[&str]); 2] = [
+        ("/v1/export", &["source", "patient_id", "format"]),
+        ("/v1/data/{source}", &["patient_id"]),
+    ];
+    for (path, names) in required {
+        if let Some(params) = doc["paths"][path]["get"]["parameters"].as_array_mut() {
+            for p in params.iter_mut() {
+                if names.iter().any(|n| p["name"] == *n) {
+                    p["required"] = json!(true);
+                }
+            }
         }
     }
     let body = &mut doc["components"]["schemas"]["ExportBody"]["properties"];
