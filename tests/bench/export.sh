@@ -30,15 +30,24 @@ measure() { # label, command...: one line with the tool's own timing and the pea
 }
 
 echo "== exporter alone, $rows rows"
+py=(env PYTHONPATH="$shared/bench/gen" python3 "$shared/bench/reference/py-export/export.py")
 for f in $formats; do
+  # The references' names for the same output: Go's ndjson, pandas' json (JSON lines).
+  # export.py looks for gen_fhir.py in reference/gen; it lives in bench/gen (PYTHONPATH in py).
   case $f in
-    csv | json)
-      measure "go $f" /tmp/medgate-bench/bin/go-gin export -format "$f" -rows $rows -out "$out/go.$f" ;;
+    csv)
+      measure "go csv" /tmp/medgate-bench/bin/go-gin export -format csv -rows $rows -out "$out/go.csv"
+      measure "pandas csv" "${py[@]}" --format csv --rows $rows --out "$out/pd.csv" ;;
+    ndjson)
+      measure "go ndjson" /tmp/medgate-bench/bin/go-gin export -format ndjson -rows $rows -out "$out/go.ndjson"
+      measure "pandas json lines" "${py[@]}" --format json --rows $rows --out "$out/pd.ndjson" ;;
+    json)
+      measure "go json" /tmp/medgate-bench/bin/go-gin export -format json -rows $rows -out "$out/go.json" ;;
+    xlsx)
+      if [ "${PANDAS_XLSX:-1}" = 1 ]; then
+        measure "pandas xlsx" "${py[@]}" --format xlsx --rows $rows --out "$out/pd.xlsx"
+      fi ;;
   esac
-  if [ "$f" != xlsx ] || [ "${PANDAS_XLSX:-1}" = 1 ]; then
-    # export.py looks for gen_fhir.py in reference/gen; it lives in bench/gen.
-    measure "pandas $f" env PYTHONPATH="$shared/bench/gen" python3 "$shared/bench/reference/py-export/export.py" --format "$f" --rows $rows --out "$out/pd.$f"
-  fi
   measure "medgate $f" "$rows_bin" "$f" $rows "$out/mg.$f"
   measure "medgate $f --stream" "$rows_bin" "$f" $rows "$out/mg-stream.$f" --stream
 done
