@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::ControlFlow;
 
 use medgate_core::{Decimal, Warning};
 use serde_json::value::RawValue;
@@ -177,6 +178,58 @@ pub(crate) fn array<'a>(
 ) -> Result<Vec<&'a RawValue>, Warning> {
     expect_kind(raw, b'[', "an array", pointer)?;
     serde_json::from_str(raw.get()).map_err(|_| unreadable(pointer))
+}
+
+/// Hands each element of the array `raw` to `f` in order, as it is read, without collecting
+/// them (a payload's array can hold hundreds of thousands of data points); stops when `f`
+/// breaks. `f` gets the element's index and the element.
+pub(crate) fn each<'a>(
+    raw: &'a RawValue,
+    pointer: &Ptr<'_>,
+    mut f: impl FnMut(usize, &'a RawValue) -> ControlFlow<()>,
+) -> Result<(), Warning> {
+    expect_kind(raw, b'[', "an array", pointer)?;
+    let mut stopped = false;
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let visitor = EachVisitor {
+        f: &mut f,
+        stopped: &mut stopped,
+    };
+    let read = serde::Deserializer::deserialize_seq(&mut de, visitor);
+    // Stopped early, the rest of the array is not read: serde_json then finds the seq
+    // unfinished, which is no error of the payload.
+    if stopped {
+        return Ok(());
+    }
+    read.and_then(|()| de.end())
+        .map_err(|_| unreadable(pointer))
+}
+
+struct EachVisitor<'f, F> {
+    f: &'f mut F,
+    stopped: &'f mut bool,
+}
+
+impl<'de, F: FnMut(usize, &'de RawValue) -> ControlFlow<()>> serde::de::Visitor<'de>
+    for EachVisitor<'_, F>
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        let mut i = 0;
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            if (self.f)(i, item).is_break() {
+                *self.stopped = true;
+                return Ok(());
+            }
+            i += 1;
+        }
+        Ok(())
+    }
 }
 
 /// `raw` as a string.

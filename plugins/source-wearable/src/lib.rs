@@ -30,7 +30,9 @@
 //! [`parse`](crate::parse()) is the payload parser (usable without a source: benches,
 //! tools); `omh` and `mapping` are the two formats; `json` is a borrowed read-only view over
 //! `serde_json`'s `RawValue`; `time` reads time frames and adds durations with jiff;
-//! `source` is the [`DataSource`](medgate_core::DataSource); `config` the `[[sources]]` keys.
+//! `source` is the [`DataSource`](medgate_core::DataSource) (bodies of [`STREAM_PARSE_MIN`]
+//! and more are parsed on the blocking pool and stream out in batches, so a large body costs
+//! its own size plus a few batches); `config` the `[[sources]]` keys.
 
 mod config;
 mod json;
@@ -46,7 +48,7 @@ pub use omh::OMH_CODES;
 pub use parse::{
     parse, ParseContext, ParseError, PayloadFormat, DEFAULT_MAX_DEPTH, MAX_DEPTH_LIMIT,
 };
-pub use source::{WearableSource, BLOCKING_PARSE_THRESHOLD};
+pub use source::{WearableSource, BLOCKING_PARSE_THRESHOLD, STREAM_PARSE_MIN};
 
 /// The source kind this crate registers.
 pub const KIND: &str = "wearable-json";

@@ -21,6 +21,8 @@
 //! - Without an id pointer (or when it finds nothing) the record's own pointer is the id,
 //!   which is stable for a given payload (e.g. `/weight/2`).
 
+use std::ops::ControlFlow;
+
 use medgate_core::model::{
     CodeableConcept, Coding, Comparator, Observation, Quantity, Reference, ReferenceRange, Status,
     Value, INTERPRETATION_SYSTEM,
@@ -32,32 +34,33 @@ use crate::config::Mapping;
 use crate::json::{self, Ptr};
 use crate::{time, units, ParseContext, ParseError};
 
-/// Parses a payload described by `mapping`.
+/// Parses a payload described by `mapping`, handing each observation to `emit` as soon as
+/// it is read and stopping when `emit` breaks. Only the envelope can fail, before the first
+/// observation.
 pub(crate) fn parse(
     mapping: &Mapping,
     root: &RawValue,
     ctx: &ParseContext,
-) -> Result<Vec<Observation>, ParseError> {
+    emit: &mut impl FnMut(Observation) -> ControlFlow<()>,
+) -> Result<(), ParseError> {
     let Some(records) = json::resolve(root, &mapping.records) else {
         return Err(ParseError::shape(
             mapping.records.as_str(),
             "records pointer finds nothing",
         ));
     };
-    let records = json::array(records, &Ptr::Text(&mapping.records))?;
-    Ok(records
-        .into_iter()
-        .enumerate()
-        .map(|(i, raw)| {
+    json::each(records, &Ptr::Text(&mapping.records), |i, raw| {
+        emit(
             Record {
                 mapping,
                 raw,
                 pointer: Ptr::Text(&mapping.records).index(i).to_string(),
                 warnings: Vec::new(),
             }
-            .observation(ctx)
-        })
-        .collect())
+            .observation(ctx),
+        )
+    })?;
+    Ok(())
 }
 
 /// One record being read.

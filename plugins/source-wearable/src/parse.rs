@@ -6,6 +6,7 @@
 //! Everything inside a record that cannot be read costs that one value, not the payload: the
 //! observation gets a [`Warning`] with the JSON Pointer of the node.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use medgate_core::{Observation, Warning};
@@ -127,6 +128,26 @@ pub fn parse(
     bytes: &[u8],
     ctx: &ParseContext,
 ) -> Result<Vec<Observation>, ParseError> {
+    let mut rows = Vec::new();
+    parse_into(format, bytes, ctx, &mut |o| {
+        rows.push(o);
+        ControlFlow::Continue(())
+    })?;
+    Ok(rows)
+}
+
+/// Parses one upstream body, handing each observation to `emit` as soon as it is read, in
+/// payload order; the parse stops early when `emit` breaks (nobody wants more).
+///
+/// The whole body is checked (depth, then JSON syntax) before the first observation, so
+/// every [`ParseError`] comes before `emit` is first called: a payload is either read or
+/// refused, never cut short.
+pub(crate) fn parse_into(
+    format: &PayloadFormat,
+    bytes: &[u8],
+    ctx: &ParseContext,
+    emit: &mut impl FnMut(Observation) -> ControlFlow<()>,
+) -> Result<(), ParseError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let max_depth = ctx.max_depth.min(MAX_DEPTH_LIMIT);
     if let Some((line, column)) = json::too_deep(bytes, max_depth) {
@@ -138,7 +159,7 @@ pub fn parse(
     }
     let root: &RawValue = serde_json::from_slice(bytes)?;
     match format {
-        PayloadFormat::OpenMHealth => crate::omh::parse(root, ctx),
-        PayloadFormat::Mapping(mapping) => crate::mapping::parse(mapping, root, ctx),
+        PayloadFormat::OpenMHealth => crate::omh::parse(root, ctx, emit),
+        PayloadFormat::Mapping(mapping) => crate::mapping::parse(mapping, root, ctx, emit),
     }
 }

@@ -28,6 +28,8 @@ mod schema;
 
 pub use schema::OMH_CODES;
 
+use std::ops::ControlFlow;
+
 use medgate_core::{Observation, Reference, Warning};
 use serde_json::value::RawValue;
 
@@ -39,44 +41,40 @@ use schema::Schema;
 
 const DATA: Ptr<'static> = Ptr::Text("/data");
 
-/// Parses an Open mHealth payload.
-pub(crate) fn parse(root: &RawValue, ctx: &ParseContext) -> Result<Vec<Observation>, ParseError> {
-    let points = data_points(root)?;
-    let mut out = Vec::with_capacity(points.items.len());
-    for (i, point) in points.items.into_iter().enumerate() {
-        let observation = match points.base {
-            Some(base) => data_point(point, &base.index(i), ctx),
-            None => data_point(point, &ROOT, ctx),
-        };
-        out.extend(observation);
-    }
-    Ok(out)
+/// Parses an Open mHealth payload, handing each observation to `emit` as soon as it is read
+/// and stopping when `emit` breaks. Only the envelope can fail, before the first observation.
+pub(crate) fn parse(
+    root: &RawValue,
+    ctx: &ParseContext,
+    emit: &mut impl FnMut(Observation) -> ControlFlow<()>,
+) -> Result<(), ParseError> {
+    let Some((base, array)) = data_points(root)? else {
+        // One data point at the root.
+        if let Some(observation) = data_point(root, &ROOT, ctx) {
+            let _ = emit(observation);
+        }
+        return Ok(());
+    };
+    json::each(array, base, |i, point| {
+        match data_point(point, &base.index(i), ctx) {
+            Some(observation) => emit(observation),
+            None => ControlFlow::Continue(()),
+        }
+    })?;
+    Ok(())
 }
 
-/// The data points and the pointer of the array holding them (`None`: one point at the root).
-struct Points<'a> {
-    base: Option<&'static Ptr<'static>>,
-    items: Vec<&'a RawValue>,
-}
-
-/// The envelope: the only part of an Open mHealth payload whose shape can fail it.
-fn data_points(root: &RawValue) -> Result<Points<'_>, ParseError> {
+/// The envelope, the only part of an Open mHealth payload whose shape can fail it: the array
+/// of data points and its pointer, or `None` for one data point at the root.
+fn data_points(root: &RawValue) -> Result<Option<(&'static Ptr<'static>, &RawValue)>, ParseError> {
     match json::kind(root) {
-        "an array" => Ok(Points {
-            base: Some(&ROOT),
-            items: json::array(root, &ROOT)?,
-        }),
+        "an array" => Ok(Some((&ROOT, root))),
         "an object" => {
             let obj = json::object(root, &ROOT)?;
             match obj.get("data") {
-                Some(data) => Ok(Points {
-                    base: Some(&DATA),
-                    items: json::array(data, &DATA)?,
-                }),
-                None => Ok(Points {
-                    base: None,
-                    items: vec![root],
-                }),
+                // `json::each` refuses a member that is not an array, before any point.
+                Some(data) => Ok(Some((&DATA, data))),
+                None => Ok(None),
             }
         }
         other => Err(ParseError::shape(
