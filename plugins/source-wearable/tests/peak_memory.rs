@@ -5,8 +5,7 @@
 //! and the peak. It is its own test binary so the allocator applies to this test only, and
 //! it holds one test so nothing else allocates while it measures.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use medgate_testkit::{live, peak, reset_peak, Counting};
 
 use axum::routing::get;
 use bytes::Bytes;
@@ -15,66 +14,8 @@ use medgate_core::{BuildContext, FetchRequest, SourceCommon, SourceConfig};
 use medgate_source_wearable::WearableConfig;
 use medgate_upstream::{shared_client, HttpUpstream, UpstreamPolicy};
 
-/// The system allocator, counting live bytes and their high-water mark.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(bytes: usize) {
-    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    PEAK.fetch_max(live, Ordering::Relaxed);
-}
-
-fn shrank(bytes: usize) {
-    LIVE.fetch_sub(bytes, Ordering::Relaxed);
-}
-
-// SAFETY: every call is forwarded to `System` with the caller's arguments; the counters
-// only observe the sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        shrank(layout.size());
-    }
-
-    /// Counted as a new block and then the old one freed: a reallocation that moves holds
-    /// both for a moment, so the peak does not hide that copy.
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            grew(new_size);
-            shrank(layout.size());
-        }
-        p
-    }
-}
-
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// Starts counting the peak again from what is live now; returns that baseline.
-fn reset_peak() -> usize {
-    let live = LIVE.load(Ordering::Relaxed);
-    PEAK.store(live, Ordering::Relaxed);
-    live
-}
 
 const POINT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -157,8 +98,8 @@ async fn a_30_mb_open_mhealth_body_is_fetched_and_parsed_with_bounded_peak_memor
         last_id = Some(o.id);
     }
     drop(stream);
-    let peak = PEAK.load(Ordering::Relaxed) - baseline;
-    let after = LIVE.load(Ordering::Relaxed).saturating_sub(baseline);
+    let peak = peak() - baseline;
+    let after = live().saturating_sub(baseline);
     assert_eq!(seen, expected);
     assert_eq!(last_id, Some(format!("dp-{:08}", expected - 1)));
     eprintln!(
